@@ -1,0 +1,640 @@
+//! [`Engine`]: opens a data directory, recovers it, and serves spaces, observations
+//! and recalls. It owns the log, the space registry, the index workers and the
+//! checkpointer.
+//!
+//! Data directory layout: `LOCK`, `catalog.json`, `log/*.seg`, `spaces/<no>/`.
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+use crate::config::EngineConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::index::fresh::ClaimedRow;
+use crate::index::hnsw::Hnsw;
+use crate::log::{AppendTicket, CommitSink, Committed, FileLog, Log, LogStats};
+use crate::recall::{RecallCursor, RecallRequest, read_memory};
+use crate::record::ObservationRecord;
+use crate::space::catalog::Catalog;
+use crate::space::{Space, checkpoint};
+use crate::types::{
+    Lsn, Memory, Observation, SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us,
+    validate_space_name,
+};
+
+/// Live spaces, by name and by number. Also the log's commit sink.
+#[derive(Default)]
+struct Registry {
+    by_no: RwLock<HashMap<SpaceNo, Arc<Space>>>,
+    /// Index workers sleep here when there is nothing to index.
+    work: Mutex<()>,
+    work_cv: Condvar,
+}
+
+impl Registry {
+    fn list(&self) -> Vec<Arc<Space>> {
+        let mut v: Vec<_> = self.by_no.read().values().cloned().collect();
+        v.sort_by_key(|s| s.info.no);
+        v
+    }
+
+    fn by_name(&self, name: &str) -> Result<Arc<Space>> {
+        self.by_no
+            .read()
+            .values()
+            .find(|s| s.info.name == name)
+            .cloned()
+            .ok_or_else(|| Error::SpaceNotFound(name.to_string()))
+    }
+}
+
+impl CommitSink for Registry {
+    fn committed(&self, batch: &[Committed<'_>]) {
+        let spaces = self.by_no.read();
+        let mut touched: HashMap<SpaceNo, Lsn> = HashMap::new();
+        for c in batch {
+            let Some(space) = spaces.get(&c.space) else {
+                continue;
+            };
+            match ObservationRecord::decode(c.body) {
+                Ok(rec) => space.apply(c.lsn, &rec, false),
+                // Cannot happen (the engine encoded it); if it did, the record stays in
+                // the log and readable, but the watermark still moves so nothing stalls.
+                Err(e) => {
+                    tracing::error!(space = space.info.name, lsn = c.lsn, error = %e, "undecodable committed record")
+                }
+            }
+            touched.insert(c.space, c.lsn);
+        }
+        for (no, lsn) in touched {
+            if let Some(space) = spaces.get(&no) {
+                space.publish(lsn);
+            }
+        }
+        drop(spaces);
+        let _g = self.work.lock();
+        self.work_cv.notify_all();
+    }
+}
+
+struct Inner {
+    config: EngineConfig,
+    log: Arc<FileLog>,
+    registry: Arc<Registry>,
+    /// Serialises create/drop (and guards the catalog file).
+    catalog: Mutex<Catalog>,
+    stopping: AtomicBool,
+    _lock: File,
+}
+
+/// The Mnemo engine. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of an accepted observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// Its LSN in the space.
+    pub lsn: Lsn,
+    /// Its memory id.
+    pub id: Uuid,
+}
+
+/// Completion of [`Engine::observe`]: resolves once the observation is durable and
+/// visible to recall. Wait with [`ObserveTicket::wait`] or `.await` it.
+#[must_use = "an observation is only known durable once its ticket resolves"]
+#[derive(Debug)]
+pub struct ObserveTicket {
+    append: AppendTicket,
+    id: Uuid,
+    space: Arc<Space>,
+}
+
+impl ObserveTicket {
+    /// The memory id the observation will have.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Blocks until durable. Not for use inside an async runtime (`.await` instead).
+    pub fn wait(self) -> Result<Observed> {
+        let ObserveTicket { append, id, space } = self;
+        finish_observe(append.wait(), id, &space)
+    }
+}
+
+fn finish_observe(res: Result<Lsn>, id: Uuid, space: &Space) -> Result<Observed> {
+    match res {
+        Ok(lsn) => Ok(Observed { lsn, id }),
+        Err(e) => {
+            // Only terminal failures (poisoned log, shutdown, dropped space) get here.
+            space.fresh.release(1);
+            Err(e)
+        }
+    }
+}
+
+impl IntoFuture for ObserveTicket {
+    type Output = Result<Observed>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Observed>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let ObserveTicket { append, id, space } = self;
+        Box::pin(async move { finish_observe(append.await, id, &space) })
+    }
+}
+
+impl std::fmt::Debug for Space {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Space")
+            .field("name", &self.info.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn space_dir(data_dir: &Path, no: SpaceNo) -> PathBuf {
+    data_dir.join("spaces").join(no.0.to_string())
+}
+
+impl Engine {
+    /// Opens the engine on `config.data_dir`, creating it if needed, and recovers:
+    /// loads each space's checkpoint (or rebuilds its index from the log), replays
+    /// the log tail into the fresh tier, and recovers session high-water marks.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let data = config.data_dir.clone();
+        fs::create_dir_all(data.join("spaces")).at(&data)?;
+        let lock_path = data.join("LOCK");
+        let lock = File::create(&lock_path).at(&lock_path)?;
+        if lock.try_lock().is_err() {
+            return Err(Error::invalid(format!(
+                "data directory {} is in use by another Mnemo process",
+                data.display()
+            )));
+        }
+        let catalog = Catalog::load(&data)?;
+        let registry = Arc::new(Registry::default());
+        let mut checkpoints = HashMap::new();
+        for info in &catalog.spaces {
+            let dir = space_dir(&data, info.no);
+            fs::create_dir_all(&dir).at(&dir)?;
+            let (hnsw, ckpt) = match checkpoint::load(&dir, &info.config) {
+                Some(found) => found,
+                None => (Hnsw::new(&info.config)?, 0),
+            };
+            checkpoints.insert(info.no, ckpt);
+            let space = Space::new(
+                info.clone(),
+                dir,
+                hnsw,
+                ckpt,
+                config.fresh_rows(info.config.dim),
+            );
+            registry.by_no.write().insert(info.no, Arc::new(space));
+        }
+        remove_dropped_space_dirs(&data, &catalog)?;
+
+        let live: HashSet<SpaceNo> = catalog.spaces.iter().map(|s| s.no).collect();
+        let started = Instant::now();
+        let mut failure: Option<Error> = None;
+        let mut replayed = 0u64;
+        let log = {
+            let spaces = registry.list();
+            let by_no: HashMap<SpaceNo, Arc<Space>> =
+                spaces.into_iter().map(|s| (s.info.no, s)).collect();
+            let batch = config.index_batch.max(256);
+            let mut recovered = |c: Committed<'_>| {
+                let Some(space) = by_no.get(&c.space) else {
+                    return;
+                };
+                if failure.is_some() {
+                    return;
+                }
+                match ObservationRecord::decode(c.body) {
+                    Ok(rec) => {
+                        replayed += 1;
+                        space.apply(c.lsn, &rec, true);
+                        // Keep recovery memory bounded: index the overflow right away.
+                        while space.fresh.len() > space.fresh.capacity() {
+                            if let Err(e) = index_rows(space, space.fresh.claim(batch)) {
+                                failure = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(Error::Corruption {
+                            path: data.join("log"),
+                            offset: 0,
+                            detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
+                        })
+                    }
+                }
+            };
+            let sink: Arc<dyn CommitSink> = Arc::clone(&registry) as Arc<dyn CommitSink>;
+            FileLog::open(
+                &data.join("log"),
+                config.log.clone(),
+                &live,
+                &mut recovered,
+                sink,
+            )?
+        };
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for space in registry.list() {
+            let last = log.last_lsn(space.info.no).unwrap_or(0);
+            let ckpt = checkpoints.get(&space.info.no).copied().unwrap_or(0);
+            if ckpt > last {
+                // The checkpoint claims records the log does not have: do not trust it.
+                return Err(Error::Corruption {
+                    path: space.dir.clone(),
+                    offset: 0,
+                    detail: format!("checkpoint covers LSN {ckpt} but the log ends at {last}"),
+                });
+            }
+            space.publish(last);
+            space.refresh_indexed();
+        }
+        tracing::info!(
+            data_dir = %data.display(), spaces = catalog.spaces.len(), replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64, "engine recovered"
+        );
+
+        let inner = Arc::new(Inner {
+            config,
+            log: Arc::new(log),
+            registry,
+            catalog: Mutex::new(catalog),
+            stopping: AtomicBool::new(false),
+            _lock: lock,
+        });
+        let engine = Engine {
+            inner,
+            threads: Mutex::new(Vec::new()),
+        };
+        engine.start_threads()?;
+        Ok(engine)
+    }
+
+    fn start_threads(&self) -> Result<()> {
+        let mut threads = self.threads.lock();
+        for i in 0..self.inner.config.index_threads {
+            let inner = Arc::clone(&self.inner);
+            let h = std::thread::Builder::new()
+                .name(format!("mnemo-index-{i}"))
+                .spawn(move || index_worker(&inner, i))
+                .map_err(|e| Error::io("thread", e))?;
+            threads.push(h);
+        }
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name("mnemo-checkpoint".into())
+            .spawn(move || checkpointer(&inner))
+            .map_err(|e| Error::io("thread", e))?;
+        threads.push(h);
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Creates a memory space.
+    pub fn create_space(&self, name: &str, config: SpaceConfig) -> Result<SpaceInfo> {
+        validate_space_name(name)?;
+        config.validate()?;
+        self.check_running()?;
+        let mut catalog = self.inner.catalog.lock();
+        if catalog.spaces.iter().any(|s| s.name == name) {
+            return Err(Error::SpaceExists(name.to_string()));
+        }
+        let mut next = catalog.clone();
+        let no = next.allocate();
+        let info = SpaceInfo {
+            name: name.to_string(),
+            no,
+            config,
+            created_at_us: now_us(),
+        };
+        let dir = space_dir(&self.inner.config.data_dir, no);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let space = Space::new(
+            info.clone(),
+            dir,
+            Hnsw::new(&info.config)?,
+            0,
+            self.inner.config.fresh_rows(info.config.dim),
+        );
+        next.spaces.push(info.clone());
+        next.save(&self.inner.config.data_dir)?;
+        *catalog = next;
+        self.inner
+            .registry
+            .by_no
+            .write()
+            .insert(no, Arc::new(space));
+        self.inner.log.register_space(no);
+        Ok(info)
+    }
+
+    /// All live spaces, in creation order.
+    pub fn list_spaces(&self) -> Vec<SpaceInfo> {
+        self.inner
+            .registry
+            .list()
+            .iter()
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// One space's description and counters.
+    pub fn describe_space(&self, name: &str) -> Result<(SpaceInfo, SpaceStats)> {
+        let space = self.inner.registry.by_name(name)?;
+        Ok((space.info.clone(), space.stats()))
+    }
+
+    /// Drops a space: it disappears at once; its checkpoint is deleted and its log
+    /// segments are reclaimed once no live space has records in them.
+    pub fn drop_space(&self, name: &str) -> Result<()> {
+        let mut catalog = self.inner.catalog.lock();
+        let space = self.inner.registry.by_name(name)?;
+        let mut next = catalog.clone();
+        next.spaces.retain(|s| s.name != name);
+        next.save(&self.inner.config.data_dir)?;
+        *catalog = next;
+        space.dropped.store(true, Ordering::Release);
+        self.inner.registry.by_no.write().remove(&space.info.no);
+        self.inner.log.forget_space(space.info.no)?;
+        let _no_checkpoint = space.checkpoint_lock.lock();
+        fs::remove_dir_all(&space.dir).at(&space.dir)?;
+        Ok(())
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.stopping.load(Ordering::Acquire) {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Validates and submits an observation. The ticket resolves once it is durable
+    /// and visible to recall. Invalid input is refused here and nothing is written;
+    /// a full fresh tier is refused with [`Error::Overloaded`].
+    pub fn observe(&self, space: &str, obs: Observation) -> Result<ObserveTicket> {
+        self.check_running()?;
+        let space = self.inner.registry.by_name(space)?;
+        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        if !space.fresh.try_reserve() {
+            return Err(Error::Overloaded {
+                reason: format!(
+                    "space '{}' has {} records awaiting indexing (limit {})",
+                    space.info.name,
+                    space.fresh.len(),
+                    space.fresh.capacity()
+                ),
+                retry_after: Duration::from_millis(100),
+            });
+        }
+        let append = self.inner.log.append(space.info.no, rec.encode());
+        Ok(ObserveTicket {
+            append,
+            id: rec.id,
+            space,
+        })
+    }
+
+    /// Observes and waits until durable (blocking).
+    pub fn observe_blocking(&self, space: &str, obs: Observation) -> Result<Observed> {
+        self.observe(space, obs)?.wait()
+    }
+
+    /// The space's commit watermark: every LSN up to it is durable and visible.
+    pub fn snapshot(&self, space: &str) -> Result<Lsn> {
+        Ok(self.inner.registry.by_name(space)?.committed.get())
+    }
+
+    /// Opens a snapshot-isolated recall cursor. May block for
+    /// [`crate::SnapshotSpec::AtLeast`], up to `max_wait`.
+    pub fn recall(&self, space: &str, req: RecallRequest) -> Result<RecallCursor> {
+        let space = self.inner.registry.by_name(space)?;
+        let log: Arc<dyn Log> = Arc::clone(&self.inner.log) as Arc<dyn Log>;
+        RecallCursor::open(space, log, req)
+    }
+
+    /// Reads one committed record by LSN (score 0).
+    pub fn get(&self, space: &str, lsn: Lsn) -> Result<Memory> {
+        let space = self.inner.registry.by_name(space)?;
+        if lsn == 0 || lsn > space.committed.get() {
+            return Err(Error::invalid(format!(
+                "LSN {lsn} is not committed in space '{}'",
+                space.info.name
+            )));
+        }
+        read_memory(&space, self.inner.log.as_ref(), lsn)
+    }
+
+    /// Last sequence number and its LSN that `session` committed in `space`.
+    pub fn session_high_water(&self, space: &str, session: &str) -> Result<Option<(u64, Lsn)>> {
+        Ok(self
+            .inner
+            .registry
+            .by_name(space)?
+            .session_high_water(session))
+    }
+
+    /// The LSN of `seq` of `session`, if committed.
+    pub fn session_lsn(&self, space: &str, session: &str, seq: u64) -> Result<Option<Lsn>> {
+        Ok(self
+            .inner
+            .registry
+            .by_name(space)?
+            .session_lsn(session, seq))
+    }
+
+    /// Waits until everything up to `lsn` is in the HNSW graph.
+    pub fn wait_indexed(&self, space: &str, lsn: Lsn, timeout: Duration) -> Result<()> {
+        let space = self.inner.registry.by_name(space)?;
+        space
+            .indexed
+            .wait_for(lsn, timeout)
+            .map(|_| ())
+            .map_err(|seen| Error::Timeout {
+                wanted: lsn,
+                committed: seen,
+                waited: timeout,
+            })
+    }
+
+    /// Checkpoints one space now; returns the LSN the checkpoint covers.
+    pub fn checkpoint(&self, space: &str) -> Result<Lsn> {
+        self.inner.registry.by_name(space)?.checkpoint()
+    }
+
+    /// Log counters.
+    pub fn log_stats(&self) -> LogStats {
+        self.inner.log.stats()
+    }
+
+    /// Approximate bytes held by the HNSW graphs of all spaces.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.inner
+            .registry
+            .list()
+            .iter()
+            .map(|s| s.hnsw.memory_bytes())
+            .sum()
+    }
+
+    /// Stops the workers, commits what is queued, checkpoints every space and
+    /// closes the log. Unindexed records are replayed from the log at next open.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if self.inner.stopping.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            let _g = self.inner.registry.work.lock();
+            self.inner.registry.work_cv.notify_all();
+        }
+        for h in self.threads.lock().drain(..) {
+            if h.join().is_err() {
+                tracing::error!("an engine thread panicked");
+            }
+        }
+        self.inner.log.shutdown();
+        let mut first_err = None;
+        for space in self.inner.registry.list() {
+            if let Err(e) = space.checkpoint() {
+                tracing::error!(space = space.info.name, error = %e, "checkpoint at close failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn remove_dropped_space_dirs(data: &Path, catalog: &Catalog) -> Result<()> {
+    let live: HashSet<String> = catalog.spaces.iter().map(|s| s.no.0.to_string()).collect();
+    let dir = data.join("spaces");
+    for entry in fs::read_dir(&dir).at(&dir)? {
+        let entry = entry.at(&dir)?;
+        if !live.contains(&*entry.file_name().to_string_lossy()) {
+            let p = entry.path();
+            tracing::info!(path = %p.display(), "removing data of a dropped space");
+            fs::remove_dir_all(&p).at(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts claimed rows into the graph, then takes them out of the fresh tier.
+fn index_rows(space: &Space, rows: Vec<ClaimedRow>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|r| (r.lsn, r.vector.as_slice())).collect();
+    if let Err(e) = space.hnsw.add_batch(&refs) {
+        space.fresh.unclaim(rows[0].lsn);
+        return Err(e);
+    }
+    let lsns: Vec<Lsn> = rows.iter().map(|r| r.lsn).collect();
+    space.fresh.mark_indexed(&lsns);
+    space.refresh_indexed();
+    Ok(())
+}
+
+fn index_worker(inner: &Inner, id: usize) {
+    let mut turn = id;
+    while !inner.stopping.load(Ordering::Acquire) {
+        let spaces = inner.registry.list();
+        let mut did_work = false;
+        // Start at a different space each round so a busy space cannot starve others.
+        for k in 0..spaces.len() {
+            let space = &spaces[(turn + k) % spaces.len()];
+            let rows = space.fresh.claim(inner.config.index_batch);
+            if rows.is_empty() {
+                continue;
+            }
+            did_work = true;
+            if let Err(e) = index_rows(space, rows) {
+                tracing::error!(space = space.info.name, error = %e, "indexing failed; will retry");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        turn = turn.wrapping_add(1);
+        if !did_work {
+            let mut g = inner.registry.work.lock();
+            if inner.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            if !inner
+                .registry
+                .list()
+                .iter()
+                .any(|s| s.fresh.has_unclaimed())
+            {
+                inner
+                    .registry
+                    .work_cv
+                    .wait_for(&mut g, Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn checkpointer(inner: &Inner) {
+    let interval = inner.config.checkpoint_interval();
+    let mut last = Instant::now();
+    while !inner.stopping.load(Ordering::Acquire) {
+        {
+            let mut g = inner.registry.work.lock();
+            inner
+                .registry
+                .work_cv
+                .wait_for(&mut g, Duration::from_millis(250));
+        }
+        if last.elapsed() < interval {
+            continue;
+        }
+        last = Instant::now();
+        for space in inner.registry.list() {
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = space.checkpoint() {
+                tracing::warn!(space = space.info.name, error = %e, "periodic checkpoint failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The engine's error type. Variants say what the caller should do about them:
+//! fix the request (`InvalidArgument`, `NotFound`, `AlreadyExists`), wait and retry
+//! (`Overloaded`, `Timeout`), or stop and alert an operator (`Corruption`, `Poisoned`, `Io`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request is malformed; nothing was written.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The named memory space does not exist (or was dropped).
+    #[error("memory space '{0}' not found")]
+    SpaceNotFound(String),
+    /// A memory space with this name exists already.
+    #[error("memory space '{0}' already exists")]
+    SpaceExists(String),
+    /// The space cannot take more observations right now; retry after the hint.
+    #[error("overloaded: {reason}; retry after {retry_after:?}")]
+    Overloaded {
+        /// What is full.
+        reason: String,
+        /// How long the caller should wait before retrying.
+        retry_after: Duration,
+    },
+    /// A read-your-writes recall waited for `min_lsn` longer than allowed.
+    #[error(
+        "timed out after {waited:?} waiting for LSN {wanted} to commit (committed: {committed})"
+    )]
+    Timeout {
+        /// The LSN the caller asked to see.
+        wanted: u64,
+        /// The highest committed LSN when the wait ended.
+        committed: u64,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// An explicit snapshot LSN lies beyond what has been committed.
+    #[error("snapshot LSN {requested} is beyond the committed LSN {committed}")]
+    SnapshotInFuture {
+        /// The requested snapshot.
+        requested: u64,
+        /// The committed watermark.
+        committed: u64,
+    },
+    /// On-disk data failed a check. The engine refuses to serve wrong data.
+    #[error("corruption in {path} at offset {offset}: {detail}")]
+    Corruption {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What check failed.
+        detail: String,
+    },
+    /// A write or fsync of the log failed earlier; no further writes are accepted
+    /// because the state of the file is unknown (fail closed).
+    #[error("log is poisoned after an earlier I/O failure: {0}")]
+    Poisoned(String),
+    /// The engine is shutting down or closed.
+    #[error("engine is shutting down")]
+    ShuttingDown,
+    /// An operating-system I/O error.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The vector index library reported an error.
+    #[error("vector index error: {0}")]
+    Index(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+}
+
+/// Attaches a path to `std::io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

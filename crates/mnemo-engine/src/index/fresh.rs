@@ -1,0 +1,381 @@
+//! The fresh tier: committed records not yet in the HNSW graph, scanned exactly.
+//!
+//! Rows live in chunks of [`CHUNK_ROWS`] consecutive LSNs. The writer appends rows
+//! (in LSN order); index workers claim rows, insert them into HNSW, then mark them
+//! indexed; a chunk whose rows are all indexed is dropped. Recall clones the list of
+//! chunk `Arc`s and scans without holding the list lock, so a scan never blocks the
+//! writer for longer than one chunk.
+//!
+//! Invariant (with the recall order "fresh scan, then HNSW search"): a row leaves
+//! this tier only after it is in HNSW, so a committed record is never missing from
+//! both. Rows that are in both are de-duplicated by LSN in the merge.
+
+use parking_lot::{Mutex, RwLock};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::score;
+use crate::types::{Lsn, Metric};
+
+/// Rows per chunk.
+pub(crate) const CHUNK_ROWS: usize = 256;
+
+struct Chunk {
+    base: Lsn,
+    /// Prepared rows (see [`score::prepare`]), row-major.
+    rows: RwLock<Vec<f32>>,
+    /// Per row: already in HNSW.
+    indexed: Box<[AtomicBool]>,
+    indexed_count: AtomicUsize,
+}
+
+impl Chunk {
+    fn len(&self, dim: usize) -> usize {
+        self.rows.read().len() / dim
+    }
+}
+
+struct State {
+    chunks: VecDeque<Arc<Chunk>>,
+    /// LSN the next pushed row will have.
+    next_lsn: Lsn,
+}
+
+/// See the module docs.
+pub(crate) struct FreshTier {
+    dim: usize,
+    metric: Metric,
+    state: RwLock<State>,
+    /// Next LSN to hand to an index worker.
+    claim_next: Mutex<Lsn>,
+    /// Rows held (pushed and not yet dropped with their chunk).
+    resident: AtomicUsize,
+    /// Rows admitted but not yet dropped: resident plus appends in flight.
+    reserved: AtomicUsize,
+    capacity: usize,
+}
+
+/// A row handed to an index worker.
+pub(crate) struct ClaimedRow {
+    pub(crate) lsn: Lsn,
+    pub(crate) vector: Vec<f32>,
+}
+
+impl FreshTier {
+    /// An empty tier whose first row will have `next_lsn`, holding at most `capacity` rows.
+    pub(crate) fn new(dim: usize, metric: Metric, next_lsn: Lsn, capacity: usize) -> Self {
+        FreshTier {
+            dim,
+            metric,
+            state: RwLock::new(State {
+                chunks: VecDeque::new(),
+                next_lsn,
+            }),
+            claim_next: Mutex::new(next_lsn),
+            resident: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+
+    /// Admits one row ahead of its append; false when the tier is full.
+    pub(crate) fn try_reserve(&self) -> bool {
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                (r < self.capacity).then_some(r + 1)
+            })
+            .is_ok()
+    }
+
+    /// Returns a reservation whose append failed.
+    pub(crate) fn release(&self, rows: usize) {
+        self.reserved.fetch_sub(rows, Ordering::AcqRel);
+    }
+
+    /// Rows held now.
+    pub(crate) fn len(&self) -> usize {
+        self.resident.load(Ordering::Acquire)
+    }
+
+    /// Most rows it may hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends a committed row. `already_indexed` marks rows recovered from the log
+    /// that the loaded checkpoint already holds. `reserved` says whether the row was
+    /// admitted with [`FreshTier::try_reserve`] (recovered rows were not).
+    pub(crate) fn push(&self, lsn: Lsn, vector: &[f32], already_indexed: bool, reserved: bool) {
+        let prepared = score::prepare(self.metric, vector);
+        let mut st = self.state.write();
+        let fits = st.chunks.back().is_some_and(|c| {
+            let len = c.len(self.dim);
+            len < CHUNK_ROWS && c.base + len as Lsn == lsn
+        });
+        if !fits {
+            st.chunks.push_back(Arc::new(Chunk {
+                base: lsn,
+                rows: RwLock::new(Vec::with_capacity(CHUNK_ROWS * self.dim)),
+                indexed: (0..CHUNK_ROWS).map(|_| AtomicBool::new(false)).collect(),
+                indexed_count: AtomicUsize::new(0),
+            }));
+        }
+        if let Some(chunk) = st.chunks.back() {
+            let row = {
+                let mut rows = chunk.rows.write();
+                rows.extend_from_slice(&prepared);
+                rows.len() / self.dim - 1
+            };
+            if already_indexed {
+                chunk.indexed[row].store(true, Ordering::Release);
+                chunk.indexed_count.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        st.next_lsn = lsn + 1;
+        self.resident.fetch_add(1, Ordering::AcqRel);
+        if !reserved {
+            self.reserved.fetch_add(1, Ordering::AcqRel);
+        }
+        if already_indexed {
+            Self::drop_indexed_chunks(&mut st, self.dim, &self.resident, &self.reserved);
+        }
+    }
+
+    /// Exact top-`k` by score among rows with `lsn <= snapshot` and not `excluded`.
+    /// Returns `(lsn, score)` pairs, best first.
+    pub(crate) fn scan(
+        &self,
+        cue: &[f32],
+        k: usize,
+        snapshot: Lsn,
+        excluded: &dyn Fn(Lsn) -> bool,
+    ) -> Vec<(Lsn, f32)> {
+        let chunks: Vec<Arc<Chunk>> = self.state.read().chunks.iter().cloned().collect();
+        let mut top = TopK::new(k);
+        for chunk in chunks {
+            if chunk.base > snapshot {
+                break;
+            }
+            let rows = chunk.rows.read();
+            for (i, row) in rows.chunks_exact(self.dim).enumerate() {
+                let lsn = chunk.base + i as Lsn;
+                if lsn > snapshot {
+                    break;
+                }
+                if !excluded(lsn) {
+                    top.offer(lsn, score::score(self.metric, cue, row));
+                }
+            }
+        }
+        top.into_sorted()
+    }
+
+    /// Hands up to `max` unclaimed rows (lowest LSNs first) to an index worker.
+    pub(crate) fn claim(&self, max: usize) -> Vec<ClaimedRow> {
+        let mut next = self.claim_next.lock();
+        let st = self.state.read();
+        let mut out = Vec::new();
+        for chunk in &st.chunks {
+            if out.len() >= max {
+                break;
+            }
+            let rows = chunk.rows.read();
+            let len = rows.len() / self.dim;
+            if chunk.base + len as Lsn <= *next {
+                continue;
+            }
+            let start = next.saturating_sub(chunk.base) as usize;
+            for i in start..len {
+                if out.len() >= max {
+                    break;
+                }
+                *next = chunk.base + i as Lsn + 1;
+                if chunk.indexed[i].load(Ordering::Acquire) {
+                    continue;
+                }
+                out.push(ClaimedRow {
+                    lsn: chunk.base + i as Lsn,
+                    vector: rows[i * self.dim..(i + 1) * self.dim].to_vec(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Puts rows back for another worker (their insert failed or their worker died).
+    pub(crate) fn unclaim(&self, lowest: Lsn) {
+        let mut next = self.claim_next.lock();
+        *next = (*next).min(lowest);
+    }
+
+    /// Records that these rows are now in HNSW; drops chunks that are fully indexed.
+    pub(crate) fn mark_indexed(&self, lsns: &[Lsn]) {
+        let dim = self.dim;
+        let mut st = self.state.write();
+        for &lsn in lsns {
+            let Some(chunk) = st
+                .chunks
+                .iter()
+                .find(|c| c.base <= lsn && lsn < c.base + c.len(dim) as Lsn)
+            else {
+                continue;
+            };
+            let i = (lsn - chunk.base) as usize;
+            if !chunk.indexed[i].swap(true, Ordering::AcqRel) {
+                chunk.indexed_count.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        Self::drop_indexed_chunks(&mut st, self.dim, &self.resident, &self.reserved);
+    }
+
+    fn drop_indexed_chunks(
+        st: &mut State,
+        dim: usize,
+        resident: &AtomicUsize,
+        reserved: &AtomicUsize,
+    ) {
+        st.chunks.retain(|c| {
+            let len = c.len(dim);
+            let done = c.indexed_count.load(Ordering::Acquire) == len;
+            if done {
+                resident.fetch_sub(len, Ordering::AcqRel);
+                reserved.fetch_sub(len, Ordering::AcqRel);
+            }
+            !done
+        });
+    }
+
+    /// Highest LSN such that every row up to it has been indexed (or was never here).
+    pub(crate) fn indexed_watermark(&self) -> Lsn {
+        let st = self.state.read();
+        for chunk in &st.chunks {
+            let len = chunk.len(self.dim);
+            if let Some(i) = (0..len).find(|&i| !chunk.indexed[i].load(Ordering::Acquire)) {
+                return chunk.base + i as Lsn - 1;
+            }
+        }
+        st.next_lsn - 1
+    }
+
+    /// True when some row is neither claimed nor indexed.
+    pub(crate) fn has_unclaimed(&self) -> bool {
+        let next = *self.claim_next.lock();
+        self.state.read().next_lsn > next
+    }
+}
+
+/// Bounded best-k collector (keeps the k highest scores; ties prefer the lower LSN).
+pub(crate) struct TopK {
+    k: usize,
+    items: Vec<(Lsn, f32)>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        TopK {
+            k,
+            items: Vec::with_capacity(k + 1),
+        }
+    }
+
+    fn better(a: &(Lsn, f32), b: &(Lsn, f32)) -> bool {
+        a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
+    }
+
+    pub(crate) fn offer(&mut self, lsn: Lsn, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        if self.items.len() == self.k {
+            // The worst kept item sits last once sorted; linear scan is fine for small k.
+            let (wi, worst) =
+                self.items
+                    .iter()
+                    .enumerate()
+                    .fold((0, self.items[0]), |acc, (i, it)| {
+                        if Self::better(&acc.1, it) {
+                            (i, *it)
+                        } else {
+                            acc
+                        }
+                    });
+            if Self::better(&(lsn, score), &worst) {
+                self.items[wi] = (lsn, score);
+            }
+        } else {
+            self.items.push((lsn, score));
+        }
+    }
+
+    pub(crate) fn into_sorted(mut self) -> Vec<(Lsn, f32)> {
+        self.items
+            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier() -> FreshTier {
+        FreshTier::new(2, Metric::L2, 1, 10_000)
+    }
+
+    #[test]
+    fn scan_respects_snapshot_and_exclusion() {
+        let t = tier();
+        for lsn in 1..=600 {
+            t.push(lsn, &[lsn as f32, 0.0], false, false);
+        }
+        let got = t.scan(&[1000.0, 0.0], 3, 500, &|_| false);
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![500, 499, 498]
+        );
+        let got = t.scan(&[1000.0, 0.0], 2, 500, &|l| l == 500);
+        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), vec![499, 498]);
+    }
+
+    #[test]
+    fn claim_mark_and_drop_chunks() {
+        let t = tier();
+        for lsn in 1..=600 {
+            t.push(lsn, &[lsn as f32, 1.0], false, false);
+        }
+        assert_eq!(t.len(), 600);
+        let rows = t.claim(300);
+        assert_eq!(rows.first().map(|r| r.lsn), Some(1));
+        assert_eq!(rows.last().map(|r| r.lsn), Some(300));
+        assert_eq!(t.indexed_watermark(), 0);
+        t.mark_indexed(&rows.iter().map(|r| r.lsn).collect::<Vec<_>>());
+        assert_eq!(t.indexed_watermark(), 300);
+        assert_eq!(t.len(), 600 - CHUNK_ROWS); // first chunk dropped
+        let rest = t.claim(1000);
+        assert_eq!(rest.len(), 300);
+        t.mark_indexed(&rest.iter().map(|r| r.lsn).collect::<Vec<_>>());
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.indexed_watermark(), 600);
+        assert!(!t.has_unclaimed());
+    }
+
+    #[test]
+    fn reservations_bound_the_tier() {
+        let t = FreshTier::new(2, Metric::L2, 1, 2);
+        assert!(t.try_reserve());
+        assert!(t.try_reserve());
+        assert!(!t.try_reserve());
+        t.release(1);
+        assert!(t.try_reserve());
+    }
+
+    #[test]
+    fn topk_keeps_best() {
+        let mut top = TopK::new(2);
+        for (l, s) in [(1, 0.1), (2, 0.9), (3, 0.5), (4, 0.9)] {
+            top.offer(l, s);
+        }
+        assert_eq!(top.into_sorted(), vec![(2, 0.9), (4, 0.9)]);
+    }
+}

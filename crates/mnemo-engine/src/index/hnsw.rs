@@ -1,0 +1,252 @@
+//! The HNSW graph of one space, on `usearch`. Keys are LSNs.
+//!
+//! usearch allows concurrent `add` and `search` but not while capacity grows, and
+//! every concurrent call needs a reserved thread slot. So: calls hold `index` shared
+//! and a slot; growth holds `index` exclusively; saving a checkpoint holds `adders`
+//! exclusively (searches go on, inserts wait).
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::types::{IndexParams, Lsn, Metric, Precision, SpaceConfig};
+
+/// Concurrent calls allowed into one index (usearch thread slots).
+const SLOTS: usize = 64;
+/// Smallest capacity reserved.
+const MIN_CAPACITY: usize = 1024;
+
+/// A counting semaphore for usearch thread slots.
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock();
+        while *free == 0 {
+            self.cv.wait(&mut free);
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock() += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// See the module docs.
+pub(crate) struct Hnsw {
+    index: RwLock<usearch::Index>,
+    adders: RwLock<()>,
+    slots: Slots,
+    dim: usize,
+}
+
+fn options(config: &SpaceConfig) -> usearch::IndexOptions {
+    let IndexParams {
+        m,
+        ef_construction,
+        ef_search,
+        precision,
+    } = config.index;
+    usearch::IndexOptions {
+        dimensions: config.dim as usize,
+        metric: match config.metric {
+            Metric::Cosine => usearch::MetricKind::Cos,
+            Metric::L2 => usearch::MetricKind::L2sq,
+            Metric::InnerProduct => usearch::MetricKind::IP,
+        },
+        quantization: match precision {
+            Precision::F32 => usearch::ScalarKind::F32,
+            Precision::F16 => usearch::ScalarKind::F16,
+            Precision::I8 => usearch::ScalarKind::I8,
+        },
+        connectivity: m as usize,
+        expansion_add: ef_construction as usize,
+        expansion_search: ef_search as usize,
+        multi: false,
+    }
+}
+
+fn index_err(e: impl std::fmt::Display) -> Error {
+    Error::Index(e.to_string())
+}
+
+impl Hnsw {
+    /// An empty index for `config`.
+    pub(crate) fn new(config: &SpaceConfig) -> Result<Self> {
+        let index = usearch::Index::new(&options(config)).map_err(index_err)?;
+        index
+            .reserve_capacity_and_threads(MIN_CAPACITY, SLOTS)
+            .map_err(index_err)?;
+        Ok(Self::wrap(index, config))
+    }
+
+    /// Loads a saved index; checks it matches `config`.
+    pub(crate) fn load(path: &Path, config: &SpaceConfig) -> Result<Self> {
+        let index = usearch::Index::new(&options(config)).map_err(index_err)?;
+        index.load(&path.to_string_lossy()).map_err(index_err)?;
+        if index.dimensions() != config.dim as usize {
+            return Err(Error::Index(format!(
+                "checkpoint has {} dimensions, the space {}",
+                index.dimensions(),
+                config.dim
+            )));
+        }
+        // Expansion factors are not stored in the file.
+        index.change_expansion_add(config.index.ef_construction as usize);
+        index.change_expansion_search(config.index.ef_search as usize);
+        let cap = (index.size() * 2).max(MIN_CAPACITY);
+        index
+            .reserve_capacity_and_threads(cap, SLOTS)
+            .map_err(index_err)?;
+        Ok(Self::wrap(index, config))
+    }
+
+    fn wrap(index: usearch::Index, config: &SpaceConfig) -> Self {
+        Hnsw {
+            index: RwLock::new(index),
+            adders: RwLock::new(()),
+            slots: Slots {
+                free: Mutex::new(SLOTS),
+                cv: Condvar::new(),
+            },
+            dim: config.dim as usize,
+        }
+    }
+
+    /// Records in the graph.
+    pub(crate) fn len(&self) -> usize {
+        self.index.read().size()
+    }
+
+    /// True if `lsn` is in the graph.
+    pub(crate) fn contains(&self, lsn: Lsn) -> bool {
+        self.index.read().contains(lsn)
+    }
+
+    /// Makes room for `extra` more records, growing geometrically.
+    fn ensure_capacity(&self, extra: usize) -> Result<()> {
+        {
+            let index = self.index.read();
+            if index.size() + extra <= index.capacity() {
+                return Ok(());
+            }
+        }
+        let index = self.index.write();
+        let need = index.size() + extra;
+        if need > index.capacity() {
+            let cap = need.max(index.capacity() * 2).max(MIN_CAPACITY);
+            index
+                .reserve_capacity_and_threads(cap, SLOTS)
+                .map_err(index_err)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts a batch of `(lsn, vector)`. A key already present is skipped, so a
+    /// retried batch is harmless.
+    pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
+        self.ensure_capacity(rows.len())?;
+        let _adding = self.adders.read();
+        let index = self.index.read();
+        let _slot = self.slots.acquire();
+        for (lsn, v) in rows {
+            if v.len() != self.dim {
+                return Err(Error::Index(format!(
+                    "vector of {} dims for a {}-d index",
+                    v.len(),
+                    self.dim
+                )));
+            }
+            if let Err(e) = index.add(*lsn, v) {
+                if !index.contains(*lsn) {
+                    return Err(index_err(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Approximate top-`k` among keys accepted by `filter`: `(lsn, distance)`.
+    pub(crate) fn search(
+        &self,
+        cue: &[f32],
+        k: usize,
+        filter: &dyn Fn(Lsn) -> bool,
+    ) -> Result<Vec<(Lsn, f32)>> {
+        let index = self.index.read();
+        if index.size() == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let _slot = self.slots.acquire();
+        let m = index
+            .filtered_search(cue, k, |key| filter(key))
+            .map_err(index_err)?;
+        Ok(m.keys.into_iter().zip(m.distances).collect())
+    }
+
+    /// Writes the index to `path` (inserts wait; searches continue).
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+        let _no_adds = self.adders.write();
+        let index = self.index.read();
+        index.save(&path.to_string_lossy()).map_err(index_err)
+    }
+
+    /// Bytes of memory the index has reserved.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.index.read().memory_usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_search_filter_save_load() {
+        let cfg = SpaceConfig {
+            dim: 4,
+            metric: Metric::L2,
+            index: IndexParams {
+                precision: Precision::F32,
+                ..Default::default()
+            },
+        };
+        let h = Hnsw::new(&cfg).unwrap();
+        let rows: Vec<(Lsn, Vec<f32>)> = (1..=3000)
+            .map(|i| (i, vec![i as f32, 0.0, 0.0, 0.0]))
+            .collect();
+        let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|(l, v)| (*l, v.as_slice())).collect();
+        h.add_batch(&refs).unwrap();
+        h.add_batch(&refs[..10]).unwrap(); // re-adding is harmless
+        assert_eq!(h.len(), 3000);
+        let got = h.search(&[2000.0, 0.0, 0.0, 0.0], 3, &|_| true).unwrap();
+        assert_eq!(got[0].0, 2000);
+        let got = h
+            .search(&[2000.0, 0.0, 0.0, 0.0], 3, &|l| l <= 1500)
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            vec![1500, 1499, 1498]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.usearch");
+        h.save(&p).unwrap();
+        let back = Hnsw::load(&p, &cfg).unwrap();
+        assert_eq!(back.len(), 3000);
+        assert!(back.contains(42));
+        assert_eq!(
+            back.search(&[7.0, 0.0, 0.0, 0.0], 1, &|_| true).unwrap()[0].0,
+            7
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! # mnemo-engine
+//!
+//! The storage and recall engine of Mnemo, with no network code. It keeps memory
+//! *spaces* of observations (text + embedding + metadata), writes them to one
+//! durable, group-committed log, makes them visible to recall the moment they are
+//! durable (an exact *fresh tier*), indexes them into a per-space HNSW graph in the
+//! background, and answers snapshot-isolated k-NN recalls while writers go on.
+//!
+//! ```no_run
+//! use mnemo_engine::{Engine, EngineConfig, Observation, RecallRequest, SpaceConfig};
+//! # fn main() -> mnemo_engine::Result<()> {
+//! let engine = Engine::open(EngineConfig::new("/tmp/mnemo-demo"))?;
+//! engine.create_space("notes", SpaceConfig::new(3))?;
+//! let obs = Observation { content: "hello".into(), embedding: vec![1.0, 0.0, 0.0], ..Default::default() };
+//! let done = engine.observe("notes", obs)?.wait()?; // durable and visible now
+//! let hits = engine.recall("notes", RecallRequest::new(vec![1.0, 0.0, 0.0], 5))?.collect_all()?;
+//! assert_eq!(hits[0].lsn, done.lsn);
+//! engine.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Non-goals here: networking, sessions with sequence enforcement and admission
+//! control (the ingestion layer), authentication.
+
+mod config;
+mod engine;
+mod error;
+mod index;
+pub mod log;
+mod recall;
+mod record;
+mod space;
+mod types;
+
+pub use config::EngineConfig;
+pub use engine::{Engine, ObserveTicket, Observed};
+pub use error::{Error, Result};
+pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
+pub use record::{DecodeError, ObservationRecord};
+pub use types::{
+    IndexParams, Lsn, MAX_CONTENT_BYTES, MAX_DIM, MAX_SESSION_ID_BYTES, MAX_SPACE_NAME_BYTES,
+    MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES, Memory, Metric, Observation, Precision,
+    SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us, validate_space_name,
+};

@@ -1,0 +1,622 @@
+//! [`FileLog`]: segment files in one directory, written by one group-commit thread.
+//!
+//! Lock order: `spaces` before `segments`; neither is held across I/O except
+//! `pread` on an `Arc<File>` cloned out of `segments`.
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use super::frame::{self, FrameError};
+use super::{AppendTicket, CommitSink, Committed, Durability, Log, LogStats};
+use crate::error::{Error, IoContext, Result};
+use crate::types::{Lsn, SpaceNo};
+
+/// Settings of the file log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// When an append counts as done. Default: `fsync`.
+    pub durability: Durability,
+    /// A segment is closed and a new one started past this size. Default 256 MiB; at most 2 GiB.
+    pub segment_bytes: u64,
+    /// Most bytes written by one group commit. Default 16 MiB.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            durability: Durability::Fsync,
+            segment_bytes: 256 << 20,
+            max_batch_bytes: 16 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(4096..=(2u64 << 30)).contains(&self.segment_bytes) {
+            return Err(Error::invalid("log.segment_bytes must be in 4 KiB..=2 GiB"));
+        }
+        if self.max_batch_bytes < 4096 {
+            return Err(Error::invalid("log.max_batch_bytes must be at least 4 KiB"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a committed frame lives.
+#[derive(Debug, Clone, Copy)]
+struct RecordPos {
+    segment: u32,
+    offset: u32,
+    len: u32,
+}
+
+struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Spaces with at least one record in this segment.
+    spaces: HashSet<SpaceNo>,
+    len: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Per live space: positions of its records, indexed by `lsn - 1`.
+    spaces: RwLock<HashMap<SpaceNo, Vec<RecordPos>>>,
+    segments: RwLock<BTreeMap<u32, Segment>>,
+    poisoned: Mutex<Option<String>>,
+    sink: Arc<dyn CommitSink>,
+    pending_appends: AtomicU64,
+    pending_bytes: AtomicU64,
+    group_commits: AtomicU64,
+    records_committed: AtomicU64,
+}
+
+struct AppendRequest {
+    space: SpaceNo,
+    body: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<Lsn>>,
+}
+
+/// The local-disk [`Log`].
+pub struct FileLog {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for FileLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLog")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn segment_path(dir: &Path, no: u32) -> PathBuf {
+    dir.join(format!("{no:010}.seg"))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+impl FileLog {
+    /// Opens (or creates) the log in `dir`, recovering what is there.
+    ///
+    /// Every valid record of a space in `live` is passed to `recovered` in log order.
+    /// A torn or corrupt tail of the last segment is cut; damage anywhere else is
+    /// [`Error::Corruption`] naming the file and offset. Segments holding no live
+    /// space's records are deleted.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        live: &HashSet<SpaceNo>,
+        recovered: &mut dyn FnMut(Committed<'_>),
+        sink: Arc<dyn CommitSink>,
+    ) -> Result<FileLog> {
+        config.validate()?;
+        fs::create_dir_all(dir).at(dir)?;
+        let mut numbers = Vec::new();
+        for entry in fs::read_dir(dir).at(dir)? {
+            let entry = entry.at(dir)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(no) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                numbers.push(no);
+            }
+        }
+        numbers.sort_unstable();
+
+        let mut spaces: HashMap<SpaceNo, Vec<RecordPos>> =
+            live.iter().map(|s| (*s, Vec::new())).collect();
+        let mut segments = BTreeMap::new();
+        for (i, &no) in numbers.iter().enumerate() {
+            let is_last = i + 1 == numbers.len();
+            let path = segment_path(dir, no);
+            let seg = recover_segment(&path, no, is_last, &mut spaces, recovered)?;
+            segments.insert(no, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, create_segment(dir, 0)?);
+        }
+
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            config,
+            spaces: RwLock::new(spaces),
+            segments: RwLock::new(segments),
+            poisoned: Mutex::new(None),
+            sink,
+            pending_appends: AtomicU64::new(0),
+            pending_bytes: AtomicU64::new(0),
+            group_commits: AtomicU64::new(0),
+            records_committed: AtomicU64::new(0),
+        });
+        shared.reclaim_segments()?;
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("mnemo-log-writer".into())
+            .spawn(move || writer_loop(&writer_shared, &rx))
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(FileLog {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+fn create_segment(dir: &Path, no: u32) -> Result<Segment> {
+    let path = segment_path(dir, no);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
+    file.write_all_at(&frame::segment_header(), 0).at(&path)?;
+    file.sync_all().at(&path)?;
+    sync_dir(dir)?;
+    Ok(Segment {
+        path,
+        file: Arc::new(file),
+        spaces: HashSet::new(),
+        len: frame::SEGMENT_HEADER as u64,
+    })
+}
+
+fn recover_segment(
+    path: &Path,
+    no: u32,
+    is_last: bool,
+    spaces: &mut HashMap<SpaceNo, Vec<RecordPos>>,
+    recovered: &mut dyn FnMut(Committed<'_>),
+) -> Result<Segment> {
+    let corrupt = |offset: u64, detail: String| Error::Corruption {
+        path: path.to_path_buf(),
+        offset,
+        detail,
+    };
+    let data = fs::read(path).at(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .at(path)?;
+    let header_ok = data.len() >= frame::SEGMENT_HEADER
+        && data[..frame::SEGMENT_HEADER] == frame::segment_header();
+    if !header_ok {
+        if is_last && data.len() <= frame::SEGMENT_HEADER {
+            // Crash while the segment was being created: nothing was ever acked in it.
+            tracing::warn!(path = %path.display(), "re-initialising a torn segment header");
+            file.set_len(0).at(path)?;
+            file.write_all_at(&frame::segment_header(), 0).at(path)?;
+            file.sync_all().at(path)?;
+            let len = frame::SEGMENT_HEADER as u64;
+            return Ok(Segment {
+                path: path.to_path_buf(),
+                file: Arc::new(file),
+                spaces: HashSet::new(),
+                len,
+            });
+        }
+        return Err(corrupt(
+            0,
+            "bad segment header (not a Mnemo log segment, or damaged)".into(),
+        ));
+    }
+    let mut offset = frame::SEGMENT_HEADER;
+    let mut seg_spaces = HashSet::new();
+    while offset < data.len() {
+        match frame::decode_frame(&data[offset..]) {
+            Ok(f) => {
+                if let Some(positions) = spaces.get_mut(&f.space) {
+                    let expected = positions.len() as u64 + 1;
+                    if f.lsn != expected {
+                        return Err(corrupt(
+                            offset as u64,
+                            format!(
+                                "space {} LSN {} where {expected} was expected",
+                                f.space.0, f.lsn
+                            ),
+                        ));
+                    }
+                    positions.push(RecordPos {
+                        segment: no,
+                        offset: offset as u32,
+                        len: f.len as u32,
+                    });
+                    recovered(Committed {
+                        space: f.space,
+                        lsn: f.lsn,
+                        body: f.body,
+                    });
+                }
+                seg_spaces.insert(f.space);
+                offset += f.len;
+            }
+            Err(e) if is_last => {
+                let why = match e {
+                    FrameError::Truncated => "torn frame".to_string(),
+                    FrameError::Corrupt(d) => d,
+                };
+                tracing::warn!(
+                    path = %path.display(), offset, cut = data.len() - offset, why,
+                    "cutting the unacknowledged tail of the log"
+                );
+                file.set_len(offset as u64).at(path)?;
+                file.sync_all().at(path)?;
+                break;
+            }
+            Err(FrameError::Truncated) => {
+                return Err(corrupt(
+                    offset as u64,
+                    "truncated frame inside a sealed segment".into(),
+                ));
+            }
+            Err(FrameError::Corrupt(d)) => return Err(corrupt(offset as u64, d)),
+        }
+    }
+    let len = offset.min(data.len()) as u64;
+    Ok(Segment {
+        path: path.to_path_buf(),
+        file: Arc::new(file),
+        spaces: seg_spaces,
+        len,
+    })
+}
+
+impl Shared {
+    fn poison(&self, why: String) {
+        tracing::error!(why, "log poisoned: refusing further writes");
+        self.poisoned.lock().get_or_insert(why);
+    }
+
+    /// Deletes sealed segments that hold no record of a live space.
+    fn reclaim_segments(&self) -> Result<()> {
+        let live: HashSet<SpaceNo> = self.spaces.read().keys().copied().collect();
+        let mut segments = self.segments.write();
+        let Some(&active) = segments.keys().next_back() else {
+            return Ok(());
+        };
+        let dead: Vec<u32> = segments
+            .iter()
+            .filter(|(no, s)| **no != active && s.spaces.is_disjoint(&live))
+            .map(|(no, _)| *no)
+            .collect();
+        for no in dead {
+            if let Some(seg) = segments.remove(&no) {
+                tracing::info!(path = %seg.path.display(), "reclaiming log segment");
+                fs::remove_file(&seg.path).at(&seg.path)?;
+            }
+        }
+        drop(segments);
+        sync_dir(&self.dir)
+    }
+}
+
+impl Log for FileLog {
+    fn register_space(&self, space: SpaceNo) {
+        self.shared.spaces.write().entry(space).or_default();
+    }
+
+    fn forget_space(&self, space: SpaceNo) -> Result<()> {
+        self.shared.spaces.write().remove(&space);
+        self.shared.reclaim_segments()
+    }
+
+    fn append(&self, space: SpaceNo, body: Vec<u8>) -> AppendTicket {
+        if body.len() + frame::PAYLOAD_HEADER > frame::MAX_PAYLOAD {
+            return AppendTicket::failed(Error::invalid(format!(
+                "record of {} bytes exceeds the log's frame limit",
+                body.len()
+            )));
+        }
+        if let Some(why) = self.shared.poisoned.lock().clone() {
+            return AppendTicket::failed(Error::Poisoned(why));
+        }
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let bytes = body.len() as u64;
+        let tx = self.tx.lock();
+        let Some(tx) = tx.as_ref() else {
+            return AppendTicket::failed(Error::ShuttingDown);
+        };
+        self.shared.pending_appends.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .pending_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        if tx.send(AppendRequest { space, body, done }).is_err() {
+            return AppendTicket::failed(Error::ShuttingDown);
+        }
+        AppendTicket::pending(rx)
+    }
+
+    fn read(&self, space: SpaceNo, lsn: Lsn) -> Result<Vec<u8>> {
+        let pos = {
+            let spaces = self.shared.spaces.read();
+            let positions = spaces
+                .get(&space)
+                .ok_or_else(|| Error::SpaceNotFound(format!("#{}", space.0)))?;
+            let idx = lsn.checked_sub(1).and_then(|i| usize::try_from(i).ok());
+            *idx.and_then(|i| positions.get(i)).ok_or_else(|| {
+                Error::invalid(format!("LSN {lsn} is not committed in space #{}", space.0))
+            })?
+        };
+        let (file, path) = {
+            let segments = self.shared.segments.read();
+            let seg = segments
+                .get(&pos.segment)
+                .ok_or_else(|| Error::Corruption {
+                    path: segment_path(&self.shared.dir, pos.segment),
+                    offset: u64::from(pos.offset),
+                    detail: "segment of a live record is missing".into(),
+                })?;
+            (Arc::clone(&seg.file), seg.path.clone())
+        };
+        let mut buf = vec![0u8; pos.len as usize];
+        file.read_exact_at(&mut buf, u64::from(pos.offset))
+            .at(&path)?;
+        let corrupt = |detail: String| Error::Corruption {
+            path: path.clone(),
+            offset: u64::from(pos.offset),
+            detail,
+        };
+        let f = frame::decode_frame(&buf).map_err(|e| corrupt(format!("{e:?}")))?;
+        if f.space != space || f.lsn != lsn {
+            return Err(corrupt(format!(
+                "frame holds space {} LSN {}, expected {} / {lsn}",
+                f.space.0, f.lsn, space.0
+            )));
+        }
+        let header = frame::FRAME_HEADER + frame::PAYLOAD_HEADER;
+        buf.drain(..header);
+        Ok(buf)
+    }
+
+    fn last_lsn(&self, space: SpaceNo) -> Option<Lsn> {
+        self.shared
+            .spaces
+            .read()
+            .get(&space)
+            .map(|p| p.len() as Lsn)
+    }
+
+    fn stats(&self) -> LogStats {
+        let s = &self.shared;
+        let segments = s.segments.read();
+        LogStats {
+            pending_appends: s.pending_appends.load(Ordering::Relaxed),
+            pending_bytes: s.pending_bytes.load(Ordering::Relaxed),
+            segments: segments.len() as u64,
+            bytes_on_disk: segments.values().map(|seg| seg.len).sum(),
+            group_commits: s.group_commits.load(Ordering::Relaxed),
+            records_committed: s.records_committed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn shutdown(&self) {
+        drop(self.tx.lock().take());
+        if let Some(handle) = self.writer.lock().take() {
+            if handle.join().is_err() {
+                tracing::error!("log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for FileLog {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The single writer: drains everything queued, writes it with one `write` and one
+/// `fdatasync`, publishes it to the sink, then completes every append of the batch.
+fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<AppendRequest>) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].body.len();
+        while bytes < shared.config.max_batch_bytes {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += req.body.len();
+                    batch.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(shared, batch, &mut buf);
+    }
+}
+
+/// One accepted append of a batch: its frame within the batch buffer.
+struct Placed {
+    request: usize,
+    lsn: Lsn,
+    start: usize,
+    len: usize,
+}
+
+fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
+    let n = batch.len() as u64;
+    let bytes: u64 = batch.iter().map(|r| r.body.len() as u64).sum();
+    let finish = |results: Vec<(AppendRequest, Result<Lsn>)>| {
+        shared.pending_appends.fetch_sub(n, Ordering::Relaxed);
+        shared.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        for (req, res) in results {
+            let _ = req.done.send(res); // the appender may have gone away; the record is durable anyway
+        }
+    };
+    if let Some(why) = shared.poisoned.lock().clone() {
+        finish(
+            batch
+                .into_iter()
+                .map(|r| (r, Err(Error::Poisoned(why.clone()))))
+                .collect(),
+        );
+        return;
+    }
+
+    // Assign LSNs and encode. Only this thread appends positions, so `len + 1` plus
+    // what this batch already assigned is the next LSN of each space.
+    buf.clear();
+    let mut placed = Vec::with_capacity(batch.len());
+    let mut rejected = Vec::new();
+    {
+        let spaces = shared.spaces.read();
+        let mut assigned: HashMap<SpaceNo, u64> = HashMap::new();
+        for (i, req) in batch.iter().enumerate() {
+            let Some(positions) = spaces.get(&req.space) else {
+                rejected.push(i);
+                continue;
+            };
+            let k = assigned.entry(req.space).or_insert(0);
+            *k += 1;
+            let lsn = positions.len() as u64 + *k;
+            let start = buf.len();
+            let len = frame::encode_frame(buf, req.space, lsn, &req.body);
+            placed.push(Placed {
+                request: i,
+                lsn,
+                start,
+                len,
+            });
+        }
+    }
+
+    let written = write_and_sync(shared, buf);
+    let mut results: Vec<Option<Result<Lsn>>> = (0..batch.len()).map(|_| None).collect();
+    for i in rejected {
+        results[i] = Some(Err(Error::SpaceNotFound(format!("#{}", batch[i].space.0))));
+    }
+    match written {
+        Err(e) => {
+            let why = e.to_string();
+            shared.poison(why.clone());
+            for p in &placed {
+                results[p.request] = Some(Err(Error::Poisoned(why.clone())));
+            }
+        }
+        Ok((segment, base)) => {
+            {
+                let mut spaces = shared.spaces.write();
+                let mut segments = shared.segments.write();
+                for p in &placed {
+                    let space = batch[p.request].space;
+                    // A space forgotten meanwhile keeps its frames on disk but gets no position.
+                    if let Some(positions) = spaces.get_mut(&space) {
+                        let offset = (base + p.start as u64) as u32;
+                        positions.push(RecordPos {
+                            segment,
+                            offset,
+                            len: p.len as u32,
+                        });
+                        if let Some(seg) = segments.get_mut(&segment) {
+                            seg.spaces.insert(space);
+                        }
+                    }
+                }
+            }
+            let header = frame::FRAME_HEADER + frame::PAYLOAD_HEADER;
+            let committed: Vec<Committed<'_>> = placed
+                .iter()
+                .map(|p| Committed {
+                    space: batch[p.request].space,
+                    lsn: p.lsn,
+                    body: &buf[p.start + header..p.start + p.len],
+                })
+                .collect();
+            shared.sink.committed(&committed);
+            shared.group_commits.fetch_add(1, Ordering::Relaxed);
+            shared
+                .records_committed
+                .fetch_add(placed.len() as u64, Ordering::Relaxed);
+            for p in &placed {
+                results[p.request] = Some(Ok(p.lsn));
+            }
+        }
+    }
+    finish(
+        batch
+            .into_iter()
+            .zip(results)
+            .map(|(req, res)| (req, res.unwrap_or(Err(Error::ShuttingDown))))
+            .collect(),
+    );
+}
+
+/// Writes `buf` at the end of the active segment (rotating first if it would
+/// overflow) and syncs it. Returns the segment number and the offset written at.
+fn write_and_sync(shared: &Shared, buf: &[u8]) -> Result<(u32, u64)> {
+    let (mut no, mut file, mut path, mut len) = {
+        let segments = shared.segments.read();
+        let (no, seg) = segments
+            .iter()
+            .next_back()
+            .ok_or_else(|| Error::Poisoned("no active segment".into()))?;
+        (*no, Arc::clone(&seg.file), seg.path.clone(), seg.len)
+    };
+    if len > frame::SEGMENT_HEADER as u64 && len + buf.len() as u64 > shared.config.segment_bytes {
+        file.sync_data().at(&path)?; // seal: the old segment is complete on disk before the new one exists
+        let seg = create_segment(&shared.dir, no + 1)?;
+        no += 1;
+        file = Arc::clone(&seg.file);
+        path = seg.path.clone();
+        len = seg.len;
+        shared.segments.write().insert(no, seg);
+    }
+    if buf.is_empty() {
+        return Ok((no, len));
+    }
+    file.write_all_at(buf, len).at(&path)?;
+    if shared.config.durability == Durability::Fsync {
+        file.sync_data().at(&path)?;
+    }
+    if let Some(seg) = shared.segments.write().get_mut(&no) {
+        seg.len = len + buf.len() as u64;
+    }
+    Ok((no, len))
+}

@@ -1,0 +1,242 @@
+//! Snapshot-isolated recall.
+//!
+//! A [`RecallCursor`] is bound to one snapshot LSN `S`: it only ever returns records
+//! with `lsn <= S`, and since LSNs are dense and records immutable, the records
+//! `1..=S` are exactly the ones committed before the snapshot. Each batch scans the
+//! fresh tier exactly, *then* searches the HNSW graph (a record leaves the fresh tier
+//! only after it is in the graph, so nothing committed falls between the two), merges
+//! the candidates by LSN, re-scores them exactly with the f32 vector from the log and
+//! returns the best ones not returned before.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::index::score;
+use crate::log::Log;
+use crate::record::ObservationRecord;
+use crate::space::Space;
+use crate::types::{Lsn, Memory};
+
+/// Largest `k` one recall may ask for.
+pub const MAX_RECALL_K: usize = 10_000;
+
+/// Which snapshot a recall reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotSpec {
+    /// Everything committed when the recall starts.
+    #[default]
+    Latest,
+    /// Exactly the records with `lsn <= S` (S must be committed already).
+    At(Lsn),
+    /// Read-your-writes: wait (bounded) until `lsn` is committed, then read the latest.
+    AtLeast(Lsn),
+}
+
+/// A recall request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecallRequest {
+    /// The cue embedding (exactly `dim` finite floats).
+    pub cue: Vec<f32>,
+    /// How many results in total, 1..=10,000.
+    pub k: usize,
+    /// Snapshot choice.
+    pub snapshot: SnapshotSpec,
+    /// Longest wait for [`SnapshotSpec::AtLeast`].
+    pub max_wait: Duration,
+}
+
+impl RecallRequest {
+    /// Latest snapshot, `k` results.
+    pub fn new(cue: Vec<f32>, k: usize) -> Self {
+        RecallRequest {
+            cue,
+            k,
+            snapshot: SnapshotSpec::Latest,
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An open recall: pull results batch by batch with [`RecallCursor::next_batch`].
+#[must_use = "a cursor yields nothing until next_batch is called"]
+pub struct RecallCursor {
+    space: Arc<Space>,
+    log: Arc<dyn Log>,
+    cue: Vec<f32>,
+    prepared: Vec<f32>,
+    snapshot: Lsn,
+    remaining: usize,
+    returned: HashSet<Lsn>,
+}
+
+impl std::fmt::Debug for RecallCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecallCursor")
+            .field("space", &self.space.info.name)
+            .field("snapshot", &self.snapshot)
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecallCursor {
+    pub(crate) fn open(space: Arc<Space>, log: Arc<dyn Log>, req: RecallRequest) -> Result<Self> {
+        let dim = space.info.config.dim as usize;
+        if req.cue.len() != dim {
+            return Err(Error::invalid(format!(
+                "cue has {} dimensions, the space has {dim}",
+                req.cue.len()
+            )));
+        }
+        if let Some(i) = req.cue.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!("cue[{i}] is not a finite number")));
+        }
+        if req.k == 0 || req.k > MAX_RECALL_K {
+            return Err(Error::invalid(format!(
+                "k must be in 1..={MAX_RECALL_K}, got {}",
+                req.k
+            )));
+        }
+        let committed = space.committed.get();
+        let snapshot =
+            match req.snapshot {
+                SnapshotSpec::Latest => committed,
+                SnapshotSpec::At(s) if s <= committed => s,
+                SnapshotSpec::At(s) => {
+                    return Err(Error::SnapshotInFuture {
+                        requested: s,
+                        committed,
+                    });
+                }
+                SnapshotSpec::AtLeast(want) => space
+                    .committed
+                    .wait_for(want, req.max_wait)
+                    .map_err(|seen| Error::Timeout {
+                        wanted: want,
+                        committed: seen,
+                        waited: req.max_wait,
+                    })?,
+            };
+        let prepared = score::prepare(space.info.config.metric, &req.cue);
+        Ok(RecallCursor {
+            space,
+            log,
+            cue: req.cue,
+            prepared,
+            snapshot,
+            remaining: req.k,
+            returned: HashSet::new(),
+        })
+    }
+
+    /// The snapshot LSN every batch is served from.
+    pub fn snapshot(&self) -> Lsn {
+        self.snapshot
+    }
+
+    /// True once `k` results were returned or the snapshot holds no more records.
+    pub fn is_done(&self) -> bool {
+        self.remaining == 0 || self.returned.len() as u64 >= self.snapshot
+    }
+
+    /// The next (up to) `n` results, best first; never one returned before.
+    /// An empty batch means the cursor is done.
+    pub fn next_batch(&mut self, n: usize) -> Result<Vec<Memory>> {
+        self.space.check_live()?;
+        let n = n.min(self.remaining);
+        if n == 0 || self.is_done() {
+            return Ok(Vec::new());
+        }
+        let snapshot = self.snapshot;
+        let available = (snapshot - self.returned.len() as u64) as usize;
+        let want = n.min(available);
+        let returned = &self.returned;
+        let excluded = |lsn: Lsn| returned.contains(&lsn);
+
+        // Order matters: fresh first, then the graph (see the module docs).
+        let mut candidates: Vec<Lsn> = self
+            .space
+            .fresh
+            .scan(&self.prepared, want, snapshot, &excluded)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        let mut ask = want + 8;
+        loop {
+            let hits = self
+                .space
+                .hnsw
+                .search(&self.cue, ask, &|lsn| lsn <= snapshot && !excluded(lsn))?;
+            let short = hits.len() < ask;
+            candidates.extend(hits.into_iter().map(|h| h.0));
+            candidates.sort_unstable();
+            candidates.dedup();
+            // The graph may come back short under a tight filter (usearch trap):
+            // ask for more until the batch is full or the graph is exhausted.
+            if candidates.len() >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
+                break;
+            }
+            ask = (ask * 4).min(available.max(1));
+        }
+
+        let metric = self.space.info.config.metric;
+        let mut scored = Vec::with_capacity(candidates.len());
+        for lsn in candidates {
+            let mut m = read_memory(&self.space, self.log.as_ref(), lsn)?;
+            m.score = score::score(
+                metric,
+                &self.prepared,
+                &score::prepare(metric, &m.embedding),
+            );
+            scored.push(m);
+        }
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.lsn.cmp(&b.lsn)));
+        scored.truncate(want);
+        for m in &scored {
+            self.returned.insert(m.lsn);
+        }
+        self.remaining -= scored.len();
+        if scored.len() < want {
+            self.remaining = 0; // nothing more can be found
+        }
+        Ok(scored)
+    }
+
+    /// Drains the cursor into one vector (all `k` results).
+    pub fn collect_all(mut self) -> Result<Vec<Memory>> {
+        let mut out = Vec::new();
+        while !self.is_done() {
+            let batch = self.next_batch(self.remaining.min(1024))?;
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the record `lsn` of `space` back from the log.
+pub(crate) fn read_memory(space: &Space, log: &dyn Log, lsn: Lsn) -> Result<Memory> {
+    let body = log.read(space.info.no, lsn)?;
+    let rec = ObservationRecord::decode(&body).map_err(|e| Error::Corruption {
+        path: "log".into(),
+        offset: 0,
+        detail: format!("space {} LSN {lsn}: {e}", space.info.name),
+    })?;
+    Ok(Memory {
+        id: rec.id,
+        lsn,
+        score: 0.0,
+        confidence: rec.confidence,
+        content: rec.content,
+        tags: rec.tags,
+        occurred_at_us: rec.occurred_at_us,
+        recorded_at_us: rec.recorded_at_us,
+        session_id: rec.session_id,
+        session_seq: rec.session_seq,
+        embedding: rec.embedding,
+    })
+}

@@ -1,0 +1,392 @@
+//! The observation record: validation of client input and its byte encoding
+//! inside a log frame's body. Layout (little-endian), documented in docs/log-format.md:
+//!
+//! ```text
+//! u8  kind (1 = observation v1)
+//! [16] memory id (UUID)       i64 occurred_at_us   i64 recorded_at_us
+//! f32 confidence               u64 session_seq
+//! u16 session_len, bytes       u32 dim, dim × f32
+//! u32 content_len, bytes       u16 tag_count, tag_count × (u16 klen, key, u16 vlen, value)
+//! ```
+
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::types::{
+    MAX_CONTENT_BYTES, MAX_SESSION_ID_BYTES, MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES,
+    Observation, now_us,
+};
+
+const KIND_OBSERVATION_V1: u8 = 1;
+
+/// A validated observation with every default filled in: exactly what the log stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationRecord {
+    /// Memory id.
+    pub id: Uuid,
+    /// When it happened (µs since epoch).
+    pub occurred_at_us: i64,
+    /// When the server received it (µs since epoch).
+    pub recorded_at_us: i64,
+    /// Confidence in [0, 1].
+    pub confidence: f32,
+    /// Session it came from ("" for none).
+    pub session_id: String,
+    /// Sequence in the session (0 for none).
+    pub session_seq: u64,
+    /// Exact embedding.
+    pub embedding: Vec<f32>,
+    /// Content text.
+    pub content: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ObservationRecord {
+    /// Validates `obs` against a space of dimension `dim` and fills the defaults.
+    /// Errors name the offending field; nothing is written on error.
+    pub fn from_observation(obs: Observation, dim: u32) -> Result<Self> {
+        if obs.embedding.len() != dim as usize {
+            return Err(Error::invalid(format!(
+                "embedding has {} dimensions, the space has {dim}",
+                obs.embedding.len()
+            )));
+        }
+        if let Some(i) = obs.embedding.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "embedding[{i}] is not a finite number"
+            )));
+        }
+        if obs.content.len() > MAX_CONTENT_BYTES {
+            return Err(Error::invalid(format!(
+                "content is {} bytes, the limit is {MAX_CONTENT_BYTES}",
+                obs.content.len()
+            )));
+        }
+        let confidence = obs.confidence.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&confidence) {
+            return Err(Error::invalid(format!(
+                "confidence must be in [0, 1], got {confidence}"
+            )));
+        }
+        if obs.session_id.len() > MAX_SESSION_ID_BYTES {
+            return Err(Error::invalid(format!(
+                "session id is {} bytes, the limit is {MAX_SESSION_ID_BYTES}",
+                obs.session_id.len()
+            )));
+        }
+        validate_tags(&obs.tags)?;
+        let recorded_at_us = now_us();
+        Ok(ObservationRecord {
+            id: obs.id.unwrap_or_else(Uuid::now_v7),
+            occurred_at_us: obs.occurred_at_us.unwrap_or(recorded_at_us),
+            recorded_at_us,
+            confidence,
+            session_id: obs.session_id,
+            session_seq: obs.session_seq,
+            embedding: obs.embedding,
+            content: obs.content,
+            tags: obs.tags,
+        })
+    }
+
+    /// Size of the encoded body in bytes.
+    pub fn encoded_len(&self) -> usize {
+        1 + 16
+            + 8
+            + 8
+            + 4
+            + 8
+            + 2
+            + self.session_id.len()
+            + 4
+            + 4 * self.embedding.len()
+            + 4
+            + self.content.len()
+            + 2
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| 4 + k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// Appends the encoded body to `out`. Lengths fit their fields because
+    /// [`ObservationRecord::from_observation`] bounded them.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        out.push(KIND_OBSERVATION_V1);
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(&self.occurred_at_us.to_le_bytes());
+        out.extend_from_slice(&self.recorded_at_us.to_le_bytes());
+        out.extend_from_slice(&self.confidence.to_le_bytes());
+        out.extend_from_slice(&self.session_seq.to_le_bytes());
+        put_str16(out, &self.session_id);
+        out.extend_from_slice(&(self.embedding.len() as u32).to_le_bytes());
+        for x in &self.embedding {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.content.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.content.as_bytes());
+        out.extend_from_slice(&(self.tags.len() as u16).to_le_bytes());
+        for (k, v) in &self.tags {
+            put_str16(out, k);
+            put_str16(out, v);
+        }
+    }
+
+    /// Encodes into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Decodes a body. Never panics on any input; a malformed body is a
+    /// [`DecodeError`] naming the field.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader { buf: body, pos: 0 };
+        let kind = r.u8("kind")?;
+        if kind != KIND_OBSERVATION_V1 {
+            return Err(DecodeError(format!("unknown record kind {kind}")));
+        }
+        let id = Uuid::from_bytes(r.array::<16>("id")?);
+        let occurred_at_us = i64::from_le_bytes(r.array("occurred_at")?);
+        let recorded_at_us = i64::from_le_bytes(r.array("recorded_at")?);
+        let confidence = f32::from_le_bytes(r.array("confidence")?);
+        let session_seq = u64::from_le_bytes(r.array("session_seq")?);
+        let session_id = r.str16("session_id")?;
+        let dim = u32::from_le_bytes(r.array("dim")?) as usize;
+        let raw = r.bytes(
+            dim.checked_mul(4)
+                .ok_or_else(|| DecodeError("dim overflow".into()))?,
+            "embedding",
+        )?;
+        let embedding = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let content_len = u32::from_le_bytes(r.array("content_len")?) as usize;
+        let content = std::str::from_utf8(r.bytes(content_len, "content")?)
+            .map_err(|_| DecodeError("content is not UTF-8".into()))?
+            .to_owned();
+        let ntags = u16::from_le_bytes(r.array("tag_count")?);
+        let mut tags = BTreeMap::new();
+        for _ in 0..ntags {
+            let k = r.str16("tag key")?;
+            let v = r.str16("tag value")?;
+            tags.insert(k, v);
+        }
+        if r.pos != body.len() {
+            return Err(DecodeError(format!(
+                "{} trailing bytes",
+                body.len() - r.pos
+            )));
+        }
+        Ok(ObservationRecord {
+            id,
+            occurred_at_us,
+            recorded_at_us,
+            confidence,
+            session_id,
+            session_seq,
+            embedding,
+            content,
+            tags,
+        })
+    }
+}
+
+fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::invalid(format!(
+            "{} tags, the limit is {MAX_TAGS}",
+            tags.len()
+        )));
+    }
+    let mut total = 0usize;
+    for (k, v) in tags {
+        if k.is_empty() || k.len() > MAX_TAG_KEY_BYTES {
+            return Err(Error::invalid(format!(
+                "tag key {k:?} must be 1..={MAX_TAG_KEY_BYTES} bytes"
+            )));
+        }
+        total += k.len() + v.len();
+    }
+    if total > MAX_TAGS_BYTES {
+        return Err(Error::invalid(format!(
+            "tags take {total} bytes, the limit is {MAX_TAGS_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A record body that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed record: {0}")]
+pub struct DecodeError(pub String);
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(DecodeError(format!("truncated at {what}"))),
+        }
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+        let s = self.bytes(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn str16(&mut self, what: &str) -> Result<String, DecodeError> {
+        let n = u16::from_le_bytes(self.array(what)?) as usize;
+        let s = self.bytes(n, what)?;
+        std::str::from_utf8(s)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obs(dim: usize) -> Observation {
+        Observation {
+            content: "hello".into(),
+            embedding: vec![0.5; dim],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input_with_precise_errors() {
+        let cases: Vec<(Observation, &str)> = vec![
+            (obs(3), "3 dimensions"),
+            (
+                Observation {
+                    embedding: vec![1.0, f32::NAN, 0.0, 0.0],
+                    ..obs(4)
+                },
+                "embedding[1]",
+            ),
+            (
+                Observation {
+                    embedding: vec![f32::INFINITY, 0.0, 0.0, 0.0],
+                    ..obs(4)
+                },
+                "embedding[0]",
+            ),
+            (
+                Observation {
+                    content: "x".repeat(MAX_CONTENT_BYTES + 1),
+                    ..obs(4)
+                },
+                "content is",
+            ),
+            (
+                Observation {
+                    confidence: Some(1.5),
+                    ..obs(4)
+                },
+                "confidence",
+            ),
+            (
+                Observation {
+                    confidence: Some(f32::NAN),
+                    ..obs(4)
+                },
+                "confidence",
+            ),
+            (
+                Observation {
+                    session_id: "s".repeat(200),
+                    ..obs(4)
+                },
+                "session id",
+            ),
+            (
+                Observation {
+                    tags: [(String::new(), "v".to_string())].into(),
+                    ..obs(4)
+                },
+                "tag key",
+            ),
+            (
+                Observation {
+                    tags: [("k".to_string(), "v".repeat(9000))].into(),
+                    ..obs(4)
+                },
+                "tags take",
+            ),
+        ];
+        for (o, want) in cases {
+            let err = ObservationRecord::from_observation(o, 4)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled() {
+        let r = ObservationRecord::from_observation(obs(4), 4).unwrap();
+        assert_eq!(r.confidence, 1.0);
+        assert_eq!(r.occurred_at_us, r.recorded_at_us);
+        assert_eq!(r.id.get_version_num(), 7);
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(
+            emb in prop::collection::vec(-1e6f32..1e6, 1..64),
+            content in ".{0,200}",
+            session in "[a-z0-9]{0,20}",
+            seq in any::<u64>(),
+            conf in 0.0f32..=1.0,
+            tags in prop::collection::btree_map("[a-z]{1,8}", ".{0,16}", 0..5),
+        ) {
+            let dim = emb.len() as u32;
+            let o = Observation { content, embedding: emb, confidence: Some(conf), tags,
+                session_id: session, session_seq: seq, ..Default::default() };
+            let r = ObservationRecord::from_observation(o, dim).unwrap();
+            let bytes = r.encode();
+            prop_assert_eq!(bytes.len(), r.encoded_len());
+            prop_assert_eq!(ObservationRecord::decode(&bytes).unwrap(), r);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ObservationRecord::decode(&bytes);
+        }
+
+        #[test]
+        fn truncated_body_is_an_error(cut in 0usize..60) {
+            let r = ObservationRecord::from_observation(obs(4), 4).unwrap();
+            let bytes = r.encode();
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(ObservationRecord::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! A memory space: its fresh tier, its HNSW graph, its commit watermark and the
+//! session high-water marks recovered from (and kept in step with) the log.
+//!
+//! Invariant: `committed` only moves forward, and only after every record up to it
+//! is in the fresh tier or the graph. Lock order: `sessions` is never held with any
+//! other lock of the space.
+
+pub(crate) mod catalog;
+pub(crate) mod checkpoint;
+
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::index::fresh::FreshTier;
+use crate::index::hnsw::Hnsw;
+use crate::record::ObservationRecord;
+use crate::types::{Lsn, SpaceInfo, SpaceStats};
+
+/// A waitable LSN that only grows.
+pub(crate) struct Watermark {
+    value: AtomicU64,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Watermark {
+    fn new(v: Lsn) -> Self {
+        Watermark {
+            value: AtomicU64::new(v),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Lsn {
+        self.value.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn advance(&self, to: Lsn) {
+        if self.value.fetch_max(to, Ordering::AcqRel) < to {
+            let _g = self.lock.lock();
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits until the value reaches `want`; returns the value seen last.
+    pub(crate) fn wait_for(&self, want: Lsn, timeout: Duration) -> std::result::Result<Lsn, Lsn> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock.lock();
+        loop {
+            let v = self.get();
+            if v >= want {
+                return Ok(v);
+            }
+            if self.cv.wait_until(&mut g, deadline).timed_out() {
+                let v = self.get();
+                return if v >= want { Ok(v) } else { Err(v) };
+            }
+        }
+    }
+}
+
+/// See the module docs.
+pub(crate) struct Space {
+    pub(crate) info: SpaceInfo,
+    pub(crate) dir: PathBuf,
+    pub(crate) fresh: FreshTier,
+    pub(crate) hnsw: Hnsw,
+    /// Highest LSN that is durable and visible.
+    pub(crate) committed: Watermark,
+    /// Highest LSN such that everything up to it is in the graph.
+    pub(crate) indexed: Watermark,
+    /// Session id → LSN of each of its sequence numbers (index `seq - 1`).
+    sessions: Mutex<HashMap<String, Vec<Lsn>>>,
+    pub(crate) checkpoint_lsn: AtomicU64,
+    pub(crate) checkpoint_lock: Mutex<()>,
+    pub(crate) dropped: AtomicBool,
+}
+
+impl Space {
+    pub(crate) fn new(
+        info: SpaceInfo,
+        dir: PathBuf,
+        hnsw: Hnsw,
+        checkpoint_lsn: Lsn,
+        fresh_capacity: usize,
+    ) -> Self {
+        let fresh = FreshTier::new(
+            info.config.dim as usize,
+            info.config.metric,
+            checkpoint_lsn + 1,
+            fresh_capacity,
+        );
+        Space {
+            info,
+            dir,
+            fresh,
+            hnsw,
+            committed: Watermark::new(checkpoint_lsn),
+            indexed: Watermark::new(checkpoint_lsn),
+            sessions: Mutex::new(HashMap::new()),
+            checkpoint_lsn: AtomicU64::new(checkpoint_lsn),
+            checkpoint_lock: Mutex::new(()),
+            dropped: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes in one committed (or recovered) record. Does not publish it: call
+    /// [`Space::publish`] once the whole batch is applied.
+    pub(crate) fn apply(&self, lsn: Lsn, rec: &ObservationRecord, recovering: bool) {
+        if !rec.session_id.is_empty() && rec.session_seq > 0 {
+            let mut sessions = self.sessions.lock();
+            let seqs = sessions.entry(rec.session_id.clone()).or_default();
+            if rec.session_seq == seqs.len() as u64 + 1 {
+                seqs.push(lsn);
+            } else {
+                tracing::warn!(
+                    session = rec.session_id,
+                    seq = rec.session_seq,
+                    "out-of-order session sequence not tracked"
+                );
+            }
+        }
+        if lsn <= self.checkpoint_lsn.load(Ordering::Acquire) {
+            return; // in the loaded checkpoint already
+        }
+        let in_graph = recovering && self.hnsw.contains(lsn);
+        self.fresh.push(lsn, &rec.embedding, in_graph, !recovering);
+    }
+
+    /// Makes everything up to `lsn` visible.
+    pub(crate) fn publish(&self, lsn: Lsn) {
+        self.committed.advance(lsn);
+    }
+
+    /// Re-computes the indexed watermark after workers inserted records.
+    pub(crate) fn refresh_indexed(&self) {
+        self.indexed.advance(self.fresh.indexed_watermark());
+    }
+
+    /// Last sequence number of `session` and its LSN.
+    pub(crate) fn session_high_water(&self, session: &str) -> Option<(u64, Lsn)> {
+        let sessions = self.sessions.lock();
+        let seqs = sessions.get(session)?;
+        seqs.last().map(|lsn| (seqs.len() as u64, *lsn))
+    }
+
+    /// LSN of `seq` in `session`, if it was committed.
+    pub(crate) fn session_lsn(&self, session: &str, seq: u64) -> Option<Lsn> {
+        let idx = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.sessions.lock().get(session)?.get(idx).copied()
+    }
+
+    /// Saves a checkpoint if the graph moved past the last one.
+    pub(crate) fn checkpoint(&self) -> Result<Lsn> {
+        let _one_at_a_time = self.checkpoint_lock.lock();
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::SpaceNotFound(self.info.name.clone()));
+        }
+        let lsn = self.fresh.indexed_watermark();
+        if lsn <= self.checkpoint_lsn.load(Ordering::Acquire) {
+            return Ok(self.checkpoint_lsn.load(Ordering::Acquire));
+        }
+        checkpoint::save(&self.dir, &self.hnsw, lsn)?;
+        self.checkpoint_lsn.store(lsn, Ordering::Release);
+        Ok(lsn)
+    }
+
+    pub(crate) fn stats(&self) -> SpaceStats {
+        SpaceStats {
+            committed_lsn: self.committed.get(),
+            indexed_lsn: self.fresh.indexed_watermark(),
+            indexed_count: self.hnsw.len() as u64,
+            fresh_count: self.fresh.len() as u64,
+            checkpoint_lsn: self.checkpoint_lsn.load(Ordering::Acquire),
+        }
+    }
+
+    pub(crate) fn check_live(&self) -> Result<()> {
+        if self.dropped.load(Ordering::Acquire) {
+            Err(Error::SpaceNotFound(self.info.name.clone()))
+        } else {
+            Ok(())
+        }
+    }
+}
