@@ -1,9 +1,17 @@
 //! The HNSW graph of one space, on `usearch`. Keys are LSNs.
 //!
-//! usearch allows concurrent `add` and `search` but not while capacity grows, and
-//! every concurrent call needs a reserved thread slot. So: calls hold `index` shared
-//! and a slot; growth holds `index` exclusively; saving a checkpoint holds `adders`
-//! exclusively (searches go on, inserts wait).
+//! Two defects of usearch 2.26 shape the locking (both reproduced here, see
+//! docs/benchmarks.md, "usearch and concurrency"):
+//! - `add` on several threads at once strands nodes: stored, but unreachable by any
+//!   search (upstream issue #735; up to 15 of 900 nodes per build with 2 threads).
+//! - `search` while an `add` moves the entry point can read an unwritten node and
+//!   crash the process (SIGSEGV in `search_to_find_in_base_`).
+//!
+//! A lost node is a lost memory and a crash is an outage, so: inserts are serialised
+//! by `add_lock` and each single `add` holds `index` exclusively, while searches hold
+//! it shared (a search waits for at most one insert, ~1 ms at 768-d). Growth also
+//! holds `index` exclusively. Checkpoint saves hold `add_lock` (searches go on).
+//! Parallel indexing comes from indexing different spaces at once.
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::path::Path;
@@ -45,7 +53,7 @@ impl Drop for SlotGuard<'_> {
 /// See the module docs.
 pub(crate) struct Hnsw {
     index: RwLock<usearch::Index>,
-    adders: RwLock<()>,
+    add_lock: Mutex<()>,
     slots: Slots,
     dim: usize,
 }
@@ -114,7 +122,7 @@ impl Hnsw {
     fn wrap(index: usearch::Index, config: &SpaceConfig) -> Self {
         Hnsw {
             index: RwLock::new(index),
-            adders: RwLock::new(()),
+            add_lock: Mutex::new(()),
             slots: Slots {
                 free: Mutex::new(SLOTS),
                 cv: Condvar::new(),
@@ -155,10 +163,8 @@ impl Hnsw {
     /// Inserts a batch of `(lsn, vector)`. A key already present is skipped, so a
     /// retried batch is harmless.
     pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
+        let _adding = self.add_lock.lock();
         self.ensure_capacity(rows.len())?;
-        let _adding = self.adders.read();
-        let index = self.index.read();
-        let _slot = self.slots.acquire();
         for (lsn, v) in rows {
             if v.len() != self.dim {
                 return Err(Error::Index(format!(
@@ -167,10 +173,11 @@ impl Hnsw {
                     self.dim
                 )));
             }
-            if let Err(e) = index.add(*lsn, v) {
-                if !index.contains(*lsn) {
-                    return Err(index_err(e));
-                }
+            let index = self.index.write();
+            if let Err(e) = index.add(*lsn, v)
+                && !index.contains(*lsn)
+            {
+                return Err(index_err(e));
             }
         }
         Ok(())
@@ -188,15 +195,13 @@ impl Hnsw {
             return Ok(Vec::new());
         }
         let _slot = self.slots.acquire();
-        let m = index
-            .filtered_search(cue, k, |key| filter(key))
-            .map_err(index_err)?;
+        let m = index.filtered_search(cue, k, filter).map_err(index_err)?;
         Ok(m.keys.into_iter().zip(m.distances).collect())
     }
 
     /// Writes the index to `path` (inserts wait; searches continue).
     pub(crate) fn save(&self, path: &Path) -> Result<()> {
-        let _no_adds = self.adders.write();
+        let _no_adds = self.add_lock.lock();
         let index = self.index.read();
         index.save(&path.to_string_lossy()).map_err(index_err)
     }
@@ -248,5 +253,65 @@ mod tests {
             back.search(&[7.0, 0.0, 0.0, 0.0], 1, &|_| true).unwrap()[0].0,
             7
         );
+    }
+}
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn vectors(seed: u64, n: u64, dim: usize) -> Vec<(Lsn, Vec<f32>)> {
+        let mut x = seed;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        (1..=n)
+            .map(|i| (i, (0..dim).map(|_| next()).collect()))
+            .collect()
+    }
+
+    /// Two threads inserting into one graph through `add_batch` (serialised) while
+    /// a third searches: every node must stay reachable by its own vector.
+    #[test]
+    fn concurrent_add_batch_keeps_every_node_reachable() {
+        for round in 0..8u64 {
+            let cfg = SpaceConfig::new(12);
+            let h = Arc::new(Hnsw::new(&cfg).unwrap());
+            let rows = Arc::new(vectors(round + 1, 1500, 12));
+            let writers: Vec<_> = (0..2)
+                .map(|t| {
+                    let (h, rows) = (h.clone(), rows.clone());
+                    std::thread::spawn(move || {
+                        for chunk in rows.chunks(64).skip(t).step_by(2) {
+                            let refs: Vec<(Lsn, &[f32])> =
+                                chunk.iter().map(|(l, v)| (*l, v.as_slice())).collect();
+                            h.add_batch(&refs).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            let searcher = {
+                let (h, rows) = (h.clone(), rows.clone());
+                std::thread::spawn(move || {
+                    for (_, v) in rows.iter().step_by(7) {
+                        h.search(v, 5, &|_| true).unwrap();
+                    }
+                })
+            };
+            for w in writers {
+                w.join().unwrap();
+            }
+            searcher.join().unwrap();
+            assert_eq!(h.len(), 1500);
+            let lost: Vec<Lsn> = rows
+                .iter()
+                .filter(|(l, v)| h.search(v, 1, &|_| true).unwrap()[0].0 != *l)
+                .map(|r| r.0)
+                .collect();
+            assert!(lost.is_empty(), "round {round}: unreachable nodes {lost:?}");
+        }
     }
 }

@@ -438,10 +438,10 @@ impl Log for FileLog {
 
     fn shutdown(&self) {
         drop(self.tx.lock().take());
-        if let Some(handle) = self.writer.lock().take() {
-            if handle.join().is_err() {
-                tracing::error!("log writer thread panicked");
-            }
+        if let Some(handle) = self.writer.lock().take()
+            && handle.join().is_err()
+        {
+            tracing::error!("log writer thread panicked");
         }
     }
 }

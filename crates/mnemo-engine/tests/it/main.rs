@@ -1,0 +1,16 @@
+//! Integration tests of the engine, built as one binary (one module per scenario).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod common;
+
+mod crash;
+mod engine_basics;
+mod glove;
+mod log_recovery;
+mod restart;
+mod snapshot;
