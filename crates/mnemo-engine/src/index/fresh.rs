@@ -137,8 +137,14 @@ impl FreshTier {
         if !reserved {
             self.reserved.fetch_add(1, Ordering::AcqRel);
         }
-        if already_indexed {
-            Self::drop_indexed_chunks(&mut st, self.dim, &self.resident, &self.reserved);
+        // A recovered chunk whose rows are all in the checkpoint can go once full.
+        let full = st
+            .chunks
+            .back()
+            .is_some_and(|c| c.len(self.dim) == CHUNK_ROWS);
+        if already_indexed && full {
+            let last = st.chunks.len() - 1;
+            self.drop_if_indexed(&mut st, last);
         }
     }
 
@@ -176,7 +182,8 @@ impl FreshTier {
         let mut next = self.claim_next.lock();
         let st = self.state.read();
         let mut out = Vec::new();
-        for chunk in &st.chunks {
+        let first = Self::chunk_of(&st.chunks, *next).unwrap_or(0);
+        for chunk in st.chunks.iter().skip(first) {
             if out.len() >= max {
                 break;
             }
@@ -209,41 +216,41 @@ impl FreshTier {
         *next = (*next).min(lowest);
     }
 
-    /// Records that these rows are now in HNSW; drops chunks that are fully indexed.
-    pub(crate) fn mark_indexed(&self, lsns: &[Lsn]) {
-        let dim = self.dim;
-        let mut st = self.state.write();
-        for &lsn in lsns {
-            let Some(chunk) = st
-                .chunks
-                .iter()
-                .find(|c| c.base <= lsn && lsn < c.base + c.len(dim) as Lsn)
-            else {
-                continue;
-            };
-            let i = (lsn - chunk.base) as usize;
-            if !chunk.indexed[i].swap(true, Ordering::AcqRel) {
-                chunk.indexed_count.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-        Self::drop_indexed_chunks(&mut st, self.dim, &self.resident, &self.reserved);
+    /// Position of the chunk that may hold `lsn` (chunks are sorted by base LSN).
+    fn chunk_of(chunks: &VecDeque<Arc<Chunk>>, lsn: Lsn) -> Option<usize> {
+        chunks.partition_point(|c| c.base <= lsn).checked_sub(1)
     }
 
-    fn drop_indexed_chunks(
-        st: &mut State,
-        dim: usize,
-        resident: &AtomicUsize,
-        reserved: &AtomicUsize,
-    ) {
-        st.chunks.retain(|c| {
-            let len = c.len(dim);
-            let done = c.indexed_count.load(Ordering::Acquire) == len;
-            if done {
-                resident.fetch_sub(len, Ordering::AcqRel);
-                reserved.fetch_sub(len, Ordering::AcqRel);
+    /// Records that these rows are now in HNSW; drops chunks that are fully indexed.
+    pub(crate) fn mark_indexed(&self, lsns: &[Lsn]) {
+        let mut st = self.state.write();
+        let mut touched = Vec::new();
+        for &lsn in lsns {
+            let Some(i) = Self::chunk_of(&st.chunks, lsn) else {
+                continue;
+            };
+            let chunk = &st.chunks[i];
+            let row = (lsn - chunk.base) as usize;
+            if row < chunk.len(self.dim) && !chunk.indexed[row].swap(true, Ordering::AcqRel) {
+                chunk.indexed_count.fetch_add(1, Ordering::AcqRel);
+                touched.push(i);
             }
-            !done
-        });
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        // Highest position first, so removing one keeps the others' positions valid.
+        for &i in touched.iter().rev() {
+            self.drop_if_indexed(&mut st, i);
+        }
+    }
+
+    fn drop_if_indexed(&self, st: &mut State, i: usize) {
+        let len = st.chunks[i].len(self.dim);
+        if st.chunks[i].indexed_count.load(Ordering::Acquire) == len {
+            st.chunks.remove(i);
+            self.resident.fetch_sub(len, Ordering::AcqRel);
+            self.reserved.fetch_sub(len, Ordering::AcqRel);
+        }
     }
 
     /// Highest LSN such that every row up to it has been indexed (or was never here).
