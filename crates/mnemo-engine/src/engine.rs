@@ -92,6 +92,9 @@ struct Inner {
     /// Serialises create/drop (and guards the catalog file).
     catalog: Mutex<Catalog>,
     stopping: AtomicBool,
+    /// Wakes the checkpointer at shutdown.
+    stop_lock: Mutex<()>,
+    stop_cv: Condvar,
     _lock: File,
 }
 
@@ -286,6 +289,8 @@ impl Engine {
             registry,
             catalog: Mutex::new(catalog),
             stopping: AtomicBool::new(false),
+            stop_lock: Mutex::new(()),
+            stop_cv: Condvar::new(),
             _lock: lock,
         });
         let engine = Engine {
@@ -521,6 +526,10 @@ impl Engine {
             let _g = self.inner.registry.work.lock();
             self.inner.registry.work_cv.notify_all();
         }
+        {
+            let _g = self.inner.stop_lock.lock();
+            self.inner.stop_cv.notify_all();
+        }
         for h in self.threads.lock().drain(..) {
             if h.join().is_err() {
                 tracing::error!("an engine thread panicked");
@@ -615,19 +624,14 @@ fn index_worker(inner: &Inner, id: usize) {
 
 fn checkpointer(inner: &Inner) {
     let interval = inner.config.checkpoint_interval();
-    let mut last = Instant::now();
-    while !inner.stopping.load(Ordering::Acquire) {
+    loop {
         {
-            let mut g = inner.registry.work.lock();
-            inner
-                .registry
-                .work_cv
-                .wait_for(&mut g, Duration::from_millis(250));
+            let mut g = inner.stop_lock.lock();
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            inner.stop_cv.wait_for(&mut g, interval);
         }
-        if last.elapsed() < interval {
-            continue;
-        }
-        last = Instant::now();
         for space in inner.registry.list() {
             if inner.stopping.load(Ordering::Acquire) {
                 return;

@@ -93,7 +93,7 @@ struct AppendRequest {
 /// The local-disk [`Log`].
 pub struct FileLog {
     shared: Arc<Shared>,
-    tx: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    tx: RwLock<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -177,7 +177,7 @@ impl FileLog {
             .map_err(|e| Error::io(dir, e))?;
         Ok(FileLog {
             shared,
-            tx: Mutex::new(Some(tx)),
+            tx: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
         })
     }
@@ -359,7 +359,7 @@ impl Log for FileLog {
         }
         let (done, rx) = tokio::sync::oneshot::channel();
         let bytes = body.len() as u64;
-        let tx = self.tx.lock();
+        let tx = self.tx.read();
         let Some(tx) = tx.as_ref() else {
             return AppendTicket::failed(Error::ShuttingDown);
         };
@@ -437,7 +437,7 @@ impl Log for FileLog {
     }
 
     fn shutdown(&self) {
-        drop(self.tx.lock().take());
+        drop(self.tx.write().take());
         if let Some(handle) = self.writer.lock().take()
             && handle.join().is_err()
         {
