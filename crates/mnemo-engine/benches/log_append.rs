@@ -1,5 +1,8 @@
 //! Group-commit append throughput: 1, 8 and 128 concurrent producers, 2 KB records,
-//! fsync durability. Each producer appends and waits for its record to be durable.
+//! fsync durability. Each producer appends and waits for its record to be durable
+//! before the next. `threads`: each producer is an OS thread blocking on its ticket;
+//! `tasks`: each producer is a task on a 2-worker tokio runtime awaiting its ticket
+//! (how the server drives the log).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -38,7 +41,7 @@ fn bench(c: &mut Criterion) {
         );
         let total = if producers == 1 { 1024 } else { TOTAL }; // one producer = one fsync per record
         group.throughput(Throughput::Elements(total));
-        group.bench_function(format!("{producers}_producers"), |b| {
+        group.bench_function(format!("{producers}_producers_threads"), |b| {
             b.iter_custom(|iters| {
                 let mut elapsed = Duration::ZERO;
                 for _ in 0..iters {
@@ -56,6 +59,35 @@ fn bench(c: &mut Criterion) {
                     for h in handles {
                         h.join().unwrap();
                     }
+                    elapsed += start.elapsed();
+                }
+                elapsed
+            })
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        group.bench_function(format!("{producers}_producers_tasks"), |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..producers)
+                            .map(|_| {
+                                let log = Arc::clone(&log);
+                                tokio::spawn(async move {
+                                    for _ in 0..total / producers {
+                                        log.append(SpaceNo(0), vec![7u8; RECORD]).await.unwrap();
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    });
                     elapsed += start.elapsed();
                 }
                 elapsed
