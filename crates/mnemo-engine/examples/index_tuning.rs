@@ -15,23 +15,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn read_vecs<T: Copy>(path: &Path, conv: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let d = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        pos += 4;
-        out.push(
-            (0..d)
-                .map(|i| conv(bytes[pos + 4 * i..pos + 4 * i + 4].try_into().unwrap()))
-                .collect(),
-        );
-        pos += 4 * d;
-    }
-    out
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, metric, gt_file, configs @ ..] = args.as_slice() else {
@@ -44,12 +27,13 @@ fn main() {
     } else {
         Metric::Cosine
     };
-    let base = read_vecs(&dir.join("base.fvecs"), f32::from_le_bytes);
-    let queries: Vec<Vec<f32>> = read_vecs(&dir.join("query.fvecs"), f32::from_le_bytes)
+    let base = mnemo_engine::vecs::read_fvecs(&dir.join("base.fvecs")).unwrap();
+    let queries: Vec<Vec<f32>> = mnemo_engine::vecs::read_fvecs(&dir.join("query.fvecs"))
+        .unwrap()
         .into_iter()
         .take(1000)
         .collect();
-    let gt = read_vecs(&dir.join(gt_file), i32::from_le_bytes);
+    let gt = mnemo_engine::vecs::read_ivecs(&dir.join(gt_file)).unwrap();
     let dim = base[0].len();
     println!(
         "| data | n | dim | M | ef_construction | ef_search | precision | inserts/s | recall@10 | recall p50 ms | p99 ms |"

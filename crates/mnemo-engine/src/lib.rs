@@ -31,6 +31,7 @@ mod recall;
 mod record;
 mod space;
 mod types;
+pub mod vecs;
 
 pub use config::EngineConfig;
 pub use engine::{Engine, ObserveTicket, Observed};

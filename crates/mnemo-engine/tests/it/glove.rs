@@ -12,23 +12,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn read_vecs<T: Copy>(path: &Path, conv: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let d = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        pos += 4;
-        out.push(
-            (0..d)
-                .map(|i| conv(bytes[pos + 4 * i..pos + 4 * i + 4].try_into().unwrap()))
-                .collect(),
-        );
-        pos += 4 * d;
-    }
-    out
-}
-
 fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter().map(|x| x / n).collect()
@@ -62,12 +45,12 @@ fn glove50_recall_at_10_with_default_parameters() {
         return;
     };
     let data = Path::new(&data);
-    let mut base = read_vecs(&data.join("base.fvecs"), f32::from_le_bytes);
-    let queries = read_vecs(&data.join("query.fvecs"), f32::from_le_bytes);
+    let mut base = mnemo_engine::vecs::read_fvecs(&data.join("base.fvecs")).unwrap();
+    let queries = mnemo_engine::vecs::read_fvecs(&data.join("query.fvecs")).unwrap();
     assert_eq!((base.len(), queries.len()), (399_000, 1_000));
     let full = std::env::var("MNEMO_GLOVE_LIMIT").is_ok_and(|v| v == "all");
     let truth: Vec<HashSet<u64>> = if full {
-        let gt = read_vecs(&data.join("gt_cosine_top100.ivecs"), i32::from_le_bytes);
+        let gt = mnemo_engine::vecs::read_ivecs(&data.join("gt_cosine_top100.ivecs")).unwrap();
         gt.iter()
             .map(|g| g[..10].iter().map(|&i| i as u64 + 1).collect())
             .collect()
