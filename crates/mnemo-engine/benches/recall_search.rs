@@ -41,19 +41,16 @@ fn open_space() -> (Engine, Vec<Vec<f32>>) {
         for chunk in 0..N / 1000 {
             let tickets: Vec<_> = (0..1000)
                 .map(|i| {
-                    loop {
-                        let v = clustered(&mut r, &centres, chunk * 1000 + i);
-                        match e.observe(
-                            "b",
-                            Observation {
-                                embedding: v,
-                                ..Default::default()
-                            },
-                        ) {
-                            Ok(t) => break t,
-                            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                        }
-                    }
+                    let v = clustered(&mut r, &centres, chunk * 1000 + i);
+                    e.observe_waiting(
+                        "b",
+                        Observation {
+                            embedding: v,
+                            ..Default::default()
+                        },
+                        std::time::Duration::from_secs(600),
+                    )
+                    .unwrap()
                 })
                 .collect();
             for t in tickets {

@@ -40,19 +40,13 @@ fn bench(c: &mut Criterion) {
             for _ in 0..n / 1000 {
                 let tickets: Vec<_> = (0..1000)
                     .map(|i| {
-                        loop {
-                            let v: Vec<f32> =
-                                (0..dim).map(|_| r.random_range(-1.0f32..1.0)).collect();
-                            let o = Observation {
-                                embedding: v,
-                                content: format!("record {i} {}", "x".repeat(200)),
-                                ..Default::default()
-                            };
-                            match e.observe("r", o) {
-                                Ok(t) => break t,
-                                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                            }
-                        }
+                        let v: Vec<f32> = (0..dim).map(|_| r.random_range(-1.0f32..1.0)).collect();
+                        let o = Observation {
+                            embedding: v,
+                            content: format!("record {i} {}", "x".repeat(200)),
+                            ..Default::default()
+                        };
+                        e.observe_waiting("r", o, Duration::from_secs(600)).unwrap()
                     })
                     .collect();
                 for t in tickets {

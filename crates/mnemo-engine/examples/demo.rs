@@ -43,15 +43,10 @@ fn main() -> mnemo_engine::Result<()> {
             tags: [("topic".to_string(), (i % 10).to_string())].into(),
             ..Default::default()
         };
-        loop {
-            match engine.observe("demo", obs.clone()) {
-                Ok(t) => break tickets.push_back((i, t)),
-                Err(mnemo_engine::Error::Overloaded { retry_after, .. }) => {
-                    std::thread::sleep(retry_after)
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        tickets.push_back((
+            i,
+            engine.observe_waiting("demo", obs, Duration::from_secs(600))?,
+        ));
         // Keep a window of 512 in flight, and check now and then that an acked
         // observation is immediately recallable.
         while tickets.len() > 512 {

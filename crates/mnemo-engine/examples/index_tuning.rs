@@ -71,18 +71,15 @@ fn main() {
             let tickets: Vec<_> = chunk
                 .iter()
                 .map(|v| {
-                    loop {
-                        match e.observe(
-                            "t",
-                            Observation {
-                                embedding: v.clone(),
-                                ..Default::default()
-                            },
-                        ) {
-                            Ok(t) => break t,
-                            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                        }
-                    }
+                    e.observe_waiting(
+                        "t",
+                        Observation {
+                            embedding: v.clone(),
+                            ..Default::default()
+                        },
+                        std::time::Duration::from_secs(600),
+                    )
+                    .unwrap()
                 })
                 .collect();
             for t in tickets {

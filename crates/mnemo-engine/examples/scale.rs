@@ -36,7 +36,6 @@ fn main() -> mnemo_engine::Result<()> {
     let engine = Engine::open(EngineConfig::new(&dir))?;
     engine.create_space("scale", SpaceConfig::new(dim as u32))?;
     let started = Instant::now();
-    let mut refused = 0u64;
     let mut next_report = 100_000;
     for chunk in 0..n.div_ceil(1000) {
         let tickets: Vec<_> = (0..1000.min(n - chunk * 1000))
@@ -51,16 +50,9 @@ fn main() -> mnemo_engine::Result<()> {
                     embedding: v,
                     ..Default::default()
                 };
-                loop {
-                    match engine.observe("scale", obs.clone()) {
-                        Ok(t) => break t,
-                        Err(mnemo_engine::Error::Overloaded { retry_after, .. }) => {
-                            refused += 1;
-                            std::thread::sleep(retry_after)
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
+                engine
+                    .observe_waiting("scale", obs, Duration::from_secs(600))
+                    .unwrap()
             })
             .collect();
         for t in tickets {
@@ -93,7 +85,7 @@ fn main() -> mnemo_engine::Result<()> {
         t.elapsed().as_secs_f64() * 1e3
     );
     println!(
-        "ingested {n} × {dim} in {:.0}s ({:.0}/s, {refused} overload refusals), all indexed after {:.0}s ({:.0}/s)",
+        "ingested {n} × {dim} in {:.0}s ({:.0}/s), all indexed after {:.0}s ({:.0}/s)",
         ingest.as_secs_f64(),
         n as f64 / ingest.as_secs_f64(),
         indexed.as_secs_f64(),

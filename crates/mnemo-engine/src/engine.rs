@@ -408,26 +408,45 @@ impl Engine {
     /// and visible to recall. Invalid input is refused here and nothing is written;
     /// a full fresh tier is refused with [`Error::Overloaded`].
     pub fn observe(&self, space: &str, obs: Observation) -> Result<ObserveTicket> {
-        self.check_running()?;
+        self.observe_waiting(space, obs, Duration::ZERO)
+    }
+
+    /// Like [`Engine::observe`], but while the space is overloaded it sleeps for the
+    /// advised `retry_after` and tries again, for up to `max_wait` in all (blocking).
+    pub fn observe_waiting(
+        &self,
+        space: &str,
+        obs: Observation,
+        max_wait: Duration,
+    ) -> Result<ObserveTicket> {
+        let deadline = Instant::now() + max_wait;
         let space = self.inner.registry.by_name(space)?;
         let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
-        if !space.fresh.try_reserve() {
-            return Err(Error::Overloaded {
-                reason: format!(
-                    "space '{}' has {} records awaiting indexing (limit {})",
-                    space.info.name,
-                    space.fresh.len(),
-                    space.fresh.capacity()
-                ),
-                retry_after: Duration::from_millis(100),
-            });
+        loop {
+            self.check_running()?;
+            space.check_live()?;
+            if space.fresh.try_reserve() {
+                let append = self.inner.log.append(space.info.no, rec.encode());
+                return Ok(ObserveTicket {
+                    append,
+                    id: rec.id,
+                    space,
+                });
+            }
+            let retry_after = Duration::from_millis(100);
+            if Instant::now() + retry_after > deadline {
+                return Err(Error::Overloaded {
+                    reason: format!(
+                        "space '{}' has {} records awaiting indexing (limit {})",
+                        space.info.name,
+                        space.fresh.len(),
+                        space.fresh.capacity()
+                    ),
+                    retry_after,
+                });
+            }
+            std::thread::sleep(retry_after);
         }
-        let append = self.inner.log.append(space.info.no, rec.encode());
-        Ok(ObserveTicket {
-            append,
-            id: rec.id,
-            space,
-        })
     }
 
     /// Observes and waits until durable (blocking).

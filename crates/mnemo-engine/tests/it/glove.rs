@@ -69,21 +69,15 @@ fn glove50_recall_at_10_with_default_parameters() {
         let tickets: Vec<_> = chunk
             .iter()
             .map(|v| {
-                loop {
-                    match e.observe(
-                        "glove",
-                        Observation {
-                            embedding: v.clone(),
-                            ..Default::default()
-                        },
-                    ) {
-                        Ok(t) => break t,
-                        Err(mnemo_engine::Error::Overloaded { retry_after, .. }) => {
-                            std::thread::sleep(retry_after)
-                        }
-                        Err(err) => panic!("{err}"),
-                    }
-                }
+                e.observe_waiting(
+                    "glove",
+                    Observation {
+                        embedding: v.clone(),
+                        ..Default::default()
+                    },
+                    std::time::Duration::from_secs(600),
+                )
+                .unwrap()
             })
             .collect();
         for t in tickets {
