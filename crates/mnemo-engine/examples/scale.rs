@@ -3,6 +3,7 @@
 //! a checkpoint, close, and the time to reopen from the checkpoint.
 //!
 //! `cargo run --release --example scale -- DATA_DIR [N=1000000] [DIM=768]`
+//! With N = 0 it only times reopening an existing DATA_DIR.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mnemo_engine::{Engine, EngineConfig, Observation, RecallRequest, SpaceConfig};
@@ -27,6 +28,19 @@ fn main() -> mnemo_engine::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dim: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(768);
+    if n == 0 {
+        let t = Instant::now();
+        let engine = Engine::open(EngineConfig::new(&dir))?;
+        println!(
+            "reopened in {:.2}s, RSS {} MiB",
+            t.elapsed().as_secs_f64(),
+            rss_kib("VmRSS:") / 1024
+        );
+        for s in engine.list_spaces() {
+            println!("  {}: {:?}", s.name, engine.describe_space(&s.name)?.1);
+        }
+        return engine.close();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let mut r = StdRng::seed_from_u64(9);
     let centres: Vec<Vec<f32>> = (0..256)

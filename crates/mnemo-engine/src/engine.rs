@@ -231,9 +231,23 @@ impl Engine {
                 if failure.is_some() {
                     return;
                 }
+                replayed += 1;
+                if space.in_checkpoint(c.lsn) {
+                    // Only the session mark is needed: the graph already has the vector.
+                    match ObservationRecord::decode_session(c.body) {
+                        Ok((session, seq)) => space.track_session(session, seq, c.lsn),
+                        Err(e) => {
+                            failure = Some(Error::Corruption {
+                                path: data.join("log"),
+                                offset: 0,
+                                detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
+                            })
+                        }
+                    }
+                    return;
+                }
                 match ObservationRecord::decode(c.body) {
                     Ok(rec) => {
-                        replayed += 1;
                         space.apply(c.lsn, &rec, true);
                         // Keep recovery memory bounded: index the overflow right away.
                         while space.fresh.len() > space.fresh.capacity() {

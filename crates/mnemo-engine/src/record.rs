@@ -143,6 +143,22 @@ impl ObservationRecord {
         out
     }
 
+    /// Decodes only the session id and sequence of a body (what recovery needs for
+    /// records the index checkpoint already holds), without copying the rest.
+    pub fn decode_session(body: &[u8]) -> Result<(&str, u64), DecodeError> {
+        let mut r = Reader { buf: body, pos: 0 };
+        let kind = r.u8("kind")?;
+        if kind != KIND_OBSERVATION_V1 {
+            return Err(DecodeError(format!("unknown record kind {kind}")));
+        }
+        r.bytes(16 + 8 + 8 + 4, "header")?;
+        let seq = u64::from_le_bytes(r.array("session_seq")?);
+        let n = u16::from_le_bytes(r.array("session_id")?) as usize;
+        let session = std::str::from_utf8(r.bytes(n, "session_id")?)
+            .map_err(|_| DecodeError("session_id is not UTF-8".into()))?;
+        Ok((session, seq))
+    }
+
     /// Decodes a body. Never panics on any input; a malformed body is a
     /// [`DecodeError`] naming the field.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
@@ -373,6 +389,7 @@ mod tests {
             let r = ObservationRecord::from_observation(o, dim).unwrap();
             let bytes = r.encode();
             prop_assert_eq!(bytes.len(), r.encoded_len());
+            prop_assert_eq!(ObservationRecord::decode_session(&bytes).unwrap(), (r.session_id.as_str(), r.session_seq));
             prop_assert_eq!(ObservationRecord::decode(&bytes).unwrap(), r);
         }
 

@@ -112,24 +112,34 @@ impl Space {
     /// Takes in one committed (or recovered) record. Does not publish it: call
     /// [`Space::publish`] once the whole batch is applied.
     pub(crate) fn apply(&self, lsn: Lsn, rec: &ObservationRecord, recovering: bool) {
-        if !rec.session_id.is_empty() && rec.session_seq > 0 {
-            let mut sessions = self.sessions.lock();
-            let seqs = sessions.entry(rec.session_id.clone()).or_default();
-            if rec.session_seq == seqs.len() as u64 + 1 {
-                seqs.push(lsn);
-            } else {
-                tracing::warn!(
-                    session = rec.session_id,
-                    seq = rec.session_seq,
-                    "out-of-order session sequence not tracked"
-                );
-            }
-        }
+        self.track_session(&rec.session_id, rec.session_seq, lsn);
         if lsn <= self.checkpoint_lsn.load(Ordering::Acquire) {
             return; // in the loaded checkpoint already
         }
         let in_graph = recovering && self.hnsw.contains(lsn);
         self.fresh.push(lsn, &rec.embedding, in_graph, !recovering);
+    }
+
+    /// Records that `seq` of `session` committed at `lsn` (no-op without a session).
+    pub(crate) fn track_session(&self, session: &str, seq: u64, lsn: Lsn) {
+        if session.is_empty() || seq == 0 {
+            return;
+        }
+        let mut sessions = self.sessions.lock();
+        let seqs = match sessions.get_mut(session) {
+            Some(seqs) => seqs,
+            None => sessions.entry(session.to_owned()).or_default(),
+        };
+        if seq == seqs.len() as u64 + 1 {
+            seqs.push(lsn);
+        } else {
+            tracing::warn!(session, seq, "out-of-order session sequence not tracked");
+        }
+    }
+
+    /// True if the loaded checkpoint already holds `lsn` in the graph.
+    pub(crate) fn in_checkpoint(&self, lsn: Lsn) -> bool {
+        lsn <= self.checkpoint_lsn.load(Ordering::Acquire)
     }
 
     /// Makes everything up to `lsn` visible.
