@@ -31,6 +31,15 @@ fn spaces_create_list_describe_drop() {
         e.create_space("huge", SpaceConfig::new(4097)),
         Err(Error::InvalidArgument(_))
     ));
+    let mut i8_l2 = SpaceConfig {
+        metric: Metric::L2,
+        ..SpaceConfig::new(4)
+    };
+    i8_l2.index.precision = mnemo_engine::Precision::I8;
+    assert!(matches!(
+        e.create_space("i8l2", i8_l2),
+        Err(Error::InvalidArgument(_))
+    ));
     let names: Vec<_> = e.list_spaces().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["alpha", "beta"]);
     let (info, stats) = e.describe_space("alpha").unwrap();
