@@ -232,38 +232,8 @@ impl Engine {
                     return;
                 }
                 replayed += 1;
-                if space.in_checkpoint(c.lsn) {
-                    // Only the session mark is needed: the graph already has the vector.
-                    match ObservationRecord::decode_session(c.body) {
-                        Ok((session, seq)) => space.track_session(session, seq, c.lsn),
-                        Err(e) => {
-                            failure = Some(Error::Corruption {
-                                path: data.join("log"),
-                                offset: 0,
-                                detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
-                            })
-                        }
-                    }
-                    return;
-                }
-                match ObservationRecord::decode(c.body) {
-                    Ok(rec) => {
-                        space.apply(c.lsn, &rec, true);
-                        // Keep recovery memory bounded: index the overflow right away.
-                        while space.fresh.len() > space.fresh.capacity() {
-                            if let Err(e) = index_rows(space, space.fresh.claim(batch)) {
-                                failure = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        failure = Some(Error::Corruption {
-                            path: data.join("log"),
-                            offset: 0,
-                            detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
-                        })
-                    }
+                if let Err(e) = recover_record(space, c, batch, &data) {
+                    failure = Some(e);
                 }
             };
             let sink: Arc<dyn CommitSink> = Arc::clone(&registry) as Arc<dyn CommitSink>;
@@ -596,6 +566,28 @@ fn remove_dropped_space_dirs(data: &Path, catalog: &Catalog) -> Result<()> {
             tracing::info!(path = %p.display(), "removing data of a dropped space");
             fs::remove_dir_all(&p).at(&p)?;
         }
+    }
+    Ok(())
+}
+
+/// Takes one record recovered from the log into its space: only its session mark if
+/// the loaded checkpoint holds it, else into the fresh tier (indexing any overflow at
+/// once, so recovery memory stays bounded).
+fn recover_record(space: &Space, c: Committed<'_>, batch: usize, data: &Path) -> Result<()> {
+    let corrupt = |e: crate::record::DecodeError| Error::Corruption {
+        path: data.join("log"),
+        offset: 0,
+        detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
+    };
+    if space.in_checkpoint(c.lsn) {
+        let (session, seq) = ObservationRecord::decode_session(c.body).map_err(corrupt)?;
+        space.track_session(session, seq, c.lsn);
+        return Ok(());
+    }
+    let rec = ObservationRecord::decode(c.body).map_err(corrupt)?;
+    space.apply(c.lsn, &rec, true);
+    while space.fresh.len() > space.fresh.capacity() {
+        index_rows(space, space.fresh.claim(batch))?;
     }
     Ok(())
 }

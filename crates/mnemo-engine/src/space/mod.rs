@@ -113,7 +113,7 @@ impl Space {
     /// [`Space::publish`] once the whole batch is applied.
     pub(crate) fn apply(&self, lsn: Lsn, rec: &ObservationRecord, recovering: bool) {
         self.track_session(&rec.session_id, rec.session_seq, lsn);
-        if lsn <= self.checkpoint_lsn.load(Ordering::Acquire) {
+        if self.in_checkpoint(lsn) {
             return; // in the loaded checkpoint already
         }
         let in_graph = recovering && self.hnsw.contains(lsn);
