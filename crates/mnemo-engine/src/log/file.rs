@@ -151,10 +151,11 @@ impl FileLog {
         let mut spaces: HashMap<SpaceNo, Vec<RecordPos>> =
             live.iter().map(|s| (*s, Vec::new())).collect();
         let mut segments = BTreeMap::new();
+        let mut scratch = Vec::new();
         for (i, &no) in numbers.iter().enumerate() {
             let is_last = i + 1 == numbers.len();
             let path = segment_path(dir, no);
-            let seg = recover_segment(&path, no, is_last, &mut spaces, recovered)?;
+            let seg = recover_segment(&path, no, is_last, &mut scratch, &mut spaces, recovered)?;
             segments.insert(no, seg);
         }
         if segments.is_empty() {
@@ -212,10 +213,89 @@ fn create_segment(dir: &Path, no: u32) -> Result<Segment> {
     })
 }
 
+/// Reads a segment front to back through a reused window buffer, so recovery
+/// touches a few MiB of memory however large the segments are.
+struct SegmentReader<'a> {
+    file: &'a File,
+    path: &'a Path,
+    buf: &'a mut Vec<u8>,
+    /// File offset of `buf[0]`.
+    base: u64,
+    /// Valid bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+/// Size of the recovery read window (grown for a larger frame). Tiny in unit tests
+/// so that frames straddle window boundaries.
+const READ_WINDOW: usize = if cfg!(test) { 96 } else { 8 << 20 };
+
+impl<'a> SegmentReader<'a> {
+    fn new(file: &'a File, path: &'a Path, buf: &'a mut Vec<u8>) -> Self {
+        if buf.len() < READ_WINDOW {
+            buf.resize(READ_WINDOW, 0);
+        }
+        SegmentReader {
+            file,
+            path,
+            buf,
+            base: 0,
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    /// File offset of the next unread byte.
+    fn offset(&self) -> u64 {
+        self.base + self.start as u64
+    }
+
+    fn available(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Makes at least `want` bytes available unless the file ends first; returns
+    /// false at end of file with nothing more to add.
+    fn fill(&mut self, want: usize) -> Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if want > self.buf.len() {
+            self.buf.resize(want, 0);
+        }
+        let before = self.end;
+        while self.end < self.buf.len() {
+            let n = self
+                .file
+                .read_at(&mut self.buf[self.end..], self.base + self.end as u64)
+                .at(self.path)?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            self.end += n;
+        }
+        Ok(self.end > before)
+    }
+}
+
 fn recover_segment(
     path: &Path,
     no: u32,
     is_last: bool,
+    scratch: &mut Vec<u8>,
     spaces: &mut HashMap<SpaceNo, Vec<RecordPos>>,
     recovered: &mut dyn FnMut(Committed<'_>),
 ) -> Result<Segment> {
@@ -224,16 +304,18 @@ fn recover_segment(
         offset,
         detail,
     };
-    let data = fs::read(path).at(path)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .at(path)?;
-    let header_ok = data.len() >= frame::SEGMENT_HEADER
-        && data[..frame::SEGMENT_HEADER] == frame::segment_header();
+    let file_len = file.metadata().at(path)?.len();
+    let mut reader = SegmentReader::new(&file, path, scratch);
+    reader.fill(frame::SEGMENT_HEADER)?;
+    let header_ok = reader.available().len() >= frame::SEGMENT_HEADER
+        && reader.available()[..frame::SEGMENT_HEADER] == frame::segment_header();
     if !header_ok {
-        if is_last && data.len() <= frame::SEGMENT_HEADER {
+        if is_last && file_len <= frame::SEGMENT_HEADER as u64 {
             // Crash while the segment was being created: nothing was ever acked in it.
             tracing::warn!(path = %path.display(), "re-initialising a torn segment header");
             file.set_len(0).at(path)?;
@@ -252,16 +334,37 @@ fn recover_segment(
             "bad segment header (not a Mnemo log segment, or damaged)".into(),
         ));
     }
-    let mut offset = frame::SEGMENT_HEADER;
+    reader.consume(frame::SEGMENT_HEADER);
     let mut seg_spaces = HashSet::new();
-    while offset < data.len() {
-        match frame::decode_frame(&data[offset..]) {
+    loop {
+        if reader.available().is_empty() && !reader.fill(1)? {
+            break;
+        }
+        let offset = reader.offset();
+        let decoded = match frame::decode_frame(reader.available()) {
+            Err(FrameError::Truncated) => {
+                // Maybe only the window ends here: read on, enough for the whole frame.
+                let buf = reader.available();
+                let want = if buf.len() >= frame::FRAME_HEADER {
+                    frame::FRAME_HEADER
+                        + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+                } else {
+                    frame::FRAME_HEADER
+                };
+                if reader.fill(want)? {
+                    continue;
+                }
+                Err(FrameError::Truncated)
+            }
+            other => other,
+        };
+        match decoded {
             Ok(f) => {
                 if let Some(positions) = spaces.get_mut(&f.space) {
                     let expected = positions.len() as u64 + 1;
                     if f.lsn != expected {
                         return Err(corrupt(
-                            offset as u64,
+                            offset,
                             format!(
                                 "space {} LSN {} where {expected} was expected",
                                 f.space.0, f.lsn
@@ -280,7 +383,8 @@ fn recover_segment(
                     });
                 }
                 seg_spaces.insert(f.space);
-                offset += f.len;
+                let n = f.len;
+                reader.consume(n);
             }
             Err(e) if is_last => {
                 let why = match e {
@@ -288,23 +392,23 @@ fn recover_segment(
                     FrameError::Corrupt(d) => d,
                 };
                 tracing::warn!(
-                    path = %path.display(), offset, cut = data.len() - offset, why,
+                    path = %path.display(), offset, cut = file_len - offset, why,
                     "cutting the unacknowledged tail of the log"
                 );
-                file.set_len(offset as u64).at(path)?;
+                file.set_len(offset).at(path)?;
                 file.sync_all().at(path)?;
                 break;
             }
             Err(FrameError::Truncated) => {
                 return Err(corrupt(
-                    offset as u64,
+                    offset,
                     "truncated frame inside a sealed segment".into(),
                 ));
             }
-            Err(FrameError::Corrupt(d)) => return Err(corrupt(offset as u64, d)),
+            Err(FrameError::Corrupt(d)) => return Err(corrupt(offset, d)),
         }
     }
-    let len = offset.min(data.len()) as u64;
+    let len = reader.offset().min(file_len);
     Ok(Segment {
         path: path.to_path_buf(),
         file: Arc::new(file),
@@ -638,4 +742,62 @@ fn write_and_sync(shared: &Shared, buf: &[u8]) -> Result<(u32, u64)> {
         seg.len = len + buf.len() as u64;
     }
     Ok((no, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    struct NoSink;
+    impl CommitSink for NoSink {
+        fn committed(&self, _: &[Committed<'_>]) {}
+    }
+
+    fn open(dir: &Path) -> (FileLog, Vec<(Lsn, Vec<u8>)>) {
+        let live: HashSet<SpaceNo> = [SpaceNo(3)].into();
+        let mut seen = Vec::new();
+        let cfg = LogConfig {
+            segment_bytes: 8192,
+            ..LogConfig::default()
+        };
+        let log = FileLog::open(
+            dir,
+            cfg,
+            &live,
+            &mut |c| seen.push((c.lsn, c.body.to_vec())),
+            Arc::new(NoSink),
+        )
+        .unwrap();
+        (log, seen)
+    }
+
+    #[test]
+    fn recovery_reads_frames_straddling_the_read_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = StdRng::seed_from_u64(5);
+        let bodies: Vec<Vec<u8>> = (0..300)
+            .map(|i| {
+                let n = r.random_range(0..700);
+                (0..n).map(|j| (i + j) as u8).collect()
+            })
+            .collect();
+        let (log, seen) = open(dir.path());
+        assert!(seen.is_empty());
+        for chunk in bodies.chunks(10) {
+            let tickets: Vec<_> = chunk
+                .iter()
+                .map(|b| log.append(SpaceNo(3), b.clone()))
+                .collect();
+            for t in tickets {
+                t.wait().unwrap();
+            }
+        }
+        log.shutdown();
+        drop(log);
+        let (log, seen) = open(dir.path());
+        let want: Vec<(Lsn, Vec<u8>)> = (1..).zip(bodies.iter().cloned()).collect();
+        assert_eq!(seen, want);
+        assert!(log.stats().segments > 1, "test needs several segments");
+    }
 }
