@@ -20,10 +20,80 @@ pub struct EngineConfig {
     pub fresh_tier_bytes: usize,
     /// Index worker threads. Default: number of cores.
     pub index_threads: usize,
-    /// Records per index batch. Default 64.
+    /// Largest index batch. Batches adapt to the queue: one record when it is short
+    /// (latency), up to this many under load (throughput). Default 256.
     pub index_batch: usize,
     /// How often spaces whose graph moved are checkpointed, in seconds. Default 60.
     pub checkpoint_interval_s: u64,
+    /// The ingestion pipeline: queue bounds, sessions, backpressure.
+    pub ingest: IngestConfig,
+}
+
+/// Settings of the ingestion pipeline (see docs/backpressure.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Most observations admitted and not yet indexed, all spaces together. Default 100,000.
+    pub queue_max_items: usize,
+    /// Most vector bytes admitted and not yet indexed. Default 512 MiB.
+    pub queue_max_bytes: usize,
+    /// Observations a session may have in flight (sent, not yet acked) at Normal
+    /// pressure; halved at Warning, an eighth at Critical, 1 at Overloaded. Default 1024.
+    pub credit_window: u32,
+    /// Sessions idle this long are forgotten (their marks stay in the log), in seconds. Default 300.
+    pub session_idle_timeout_s: u64,
+    /// Most sessions open at once. Default 10,000.
+    pub max_sessions: usize,
+    /// How often the pressure monitor samples, in milliseconds. Default 10.
+    pub pressure_sample_ms: u64,
+    /// How long close waits for the index queue to drain, in seconds; what is left
+    /// is durable and is indexed from the log at the next open. Default 60.
+    pub shutdown_drain_s: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            queue_max_items: 100_000,
+            queue_max_bytes: 512 << 20,
+            credit_window: 1024,
+            session_idle_timeout_s: 300,
+            max_sessions: 10_000,
+            pressure_sample_ms: 10,
+            shutdown_drain_s: 60,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.queue_max_items < 16 {
+            return Err(Error::invalid("ingest.queue_max_items must be at least 16"));
+        }
+        if self.queue_max_bytes < 64 << 10 {
+            return Err(Error::invalid(
+                "ingest.queue_max_bytes must be at least 64 KiB",
+            ));
+        }
+        if self.credit_window == 0 {
+            return Err(Error::invalid("ingest.credit_window must be at least 1"));
+        }
+        if self.session_idle_timeout_s == 0 {
+            return Err(Error::invalid(
+                "ingest.session_idle_timeout_s must be at least 1",
+            ));
+        }
+        if self.max_sessions == 0 {
+            return Err(Error::invalid("ingest.max_sessions must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.pressure_sample_ms) {
+            return Err(Error::invalid(
+                "ingest.pressure_sample_ms must be in 1..=1000",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EngineConfig {
@@ -35,8 +105,9 @@ impl Default for EngineConfig {
             index_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            index_batch: 64,
+            index_batch: 256,
             checkpoint_interval_s: 60,
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -53,6 +124,7 @@ impl EngineConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         self.log.validate()?;
+        self.ingest.validate()?;
         if self.fresh_tier_bytes < 4096 {
             return Err(Error::invalid("fresh_tier_bytes must be at least 4 KiB"));
         }

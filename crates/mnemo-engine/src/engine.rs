@@ -4,6 +4,12 @@
 //!
 //! Data directory layout: `LOCK`, `catalog.json`, `log/*.seg`, `spaces/<no>/`.
 
+mod monitor;
+mod session;
+mod workers;
+
+pub use session::{Ack, AckKind, Session, SessionTicket};
+
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -11,39 +17,65 @@ use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::index::fresh::ClaimedRow;
 use crate::index::hnsw::Hnsw;
+use crate::ingest::pressure::{PressureReport, PressureState};
+use crate::ingest::queue::{Budget, Item, ReadyRing};
+use crate::ingest::stats::{Counters, IngestStats, names};
 use crate::log::{AppendTicket, CommitSink, Committed, FileLog, Log, LogStats};
 use crate::recall::{RecallCursor, RecallRequest, read_memory};
 use crate::record::ObservationRecord;
 use crate::space::catalog::Catalog;
 use crate::space::{Space, checkpoint};
 use crate::types::{
-    Lsn, Memory, Observation, SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us,
+    Lane, Lsn, Memory, Observation, SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us,
     validate_space_name,
 };
 
-/// Live spaces, by name and by number. Also the log's commit sink.
-#[derive(Default)]
+/// Live spaces, by name and by number, and the shared state of the ingestion
+/// pipeline (admission budget, ready ring, counters). Also the log's commit sink: it
+/// puts each committed record into its space's fresh tier and index queue.
 struct Registry {
     by_no: RwLock<HashMap<SpaceNo, Arc<Space>>>,
-    /// Index workers sleep here when there is nothing to index.
+    /// Index workers sleep here when the ready ring is empty.
     work: Mutex<()>,
     work_cv: Condvar,
+    ring: ReadyRing,
+    budget: Budget,
+    counters: Counters,
+    /// The monitor's latest state and `retry_after` (µs), for the admission hot path.
+    state: AtomicU8,
+    retry_after_us: AtomicU64,
 }
 
 impl Registry {
+    fn new(config: &EngineConfig) -> Self {
+        Registry {
+            by_no: RwLock::default(),
+            work: Mutex::new(()),
+            work_cv: Condvar::new(),
+            ring: ReadyRing::default(),
+            budget: Budget::new(config.ingest.queue_max_items, config.ingest.queue_max_bytes),
+            counters: Counters::default(),
+            state: AtomicU8::new(PressureState::Normal as u8),
+            retry_after_us: AtomicU64::new(10_000),
+        }
+    }
+
     fn list(&self) -> Vec<Arc<Space>> {
         let mut v: Vec<_> = self.by_no.read().values().cloned().collect();
         v.sort_by_key(|s| s.info.no);
         v
+    }
+
+    fn get(&self, no: SpaceNo) -> Option<Arc<Space>> {
+        self.by_no.read().get(&no).cloned()
     }
 
     fn by_name(&self, name: &str) -> Result<Arc<Space>> {
@@ -54,6 +86,28 @@ impl Registry {
             .cloned()
             .ok_or_else(|| Error::SpaceNotFound(name.to_string()))
     }
+
+    fn state(&self) -> PressureState {
+        match self.state.load(Ordering::Acquire) {
+            0 => PressureState::Normal,
+            1 => PressureState::Warning,
+            2 => PressureState::Critical,
+            _ => PressureState::Overloaded,
+        }
+    }
+
+    fn retry_after(&self) -> Duration {
+        Duration::from_micros(self.retry_after_us.load(Ordering::Acquire))
+    }
+
+    /// Puts `space` in the ready ring if it is not there yet, and wakes a worker.
+    fn schedule(&self, space: &Space) {
+        if space.queue.mark_scheduled() {
+            self.ring.push(space.info.no);
+            let _g = self.work.lock();
+            self.work_cv.notify_one();
+        }
+    }
 }
 
 impl CommitSink for Registry {
@@ -62,26 +116,52 @@ impl CommitSink for Registry {
         let mut touched: HashMap<SpaceNo, Lsn> = HashMap::new();
         for c in batch {
             let Some(space) = spaces.get(&c.space) else {
+                // Dropped while its append was in flight: retire its admission.
+                self.budget.release(1, c.body.len());
                 continue;
             };
             match ObservationRecord::decode(c.body) {
-                Ok(rec) => space.apply(c.lsn, &rec, false),
+                Ok(rec) => {
+                    space.apply(c.lsn, &rec, false);
+                    space.queue.push(
+                        Lane::from_u8(c.hint),
+                        Item {
+                            lsn: c.lsn,
+                            bytes: c.body.len() as u32,
+                            recorded_at_us: rec.recorded_at_us,
+                        },
+                    );
+                }
                 // Cannot happen (the engine encoded it); if it did, the record stays in
                 // the log and readable, but the watermark still moves so nothing stalls.
                 Err(e) => {
+                    self.budget.release(1, c.body.len());
                     tracing::error!(space = space.info.name, lsn = c.lsn, error = %e, "undecodable committed record")
                 }
             }
             touched.insert(c.space, c.lsn);
         }
-        for (no, lsn) in touched {
-            if let Some(space) = spaces.get(&no) {
-                space.publish(lsn);
-            }
-        }
+        self.counters
+            .accepted
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        metrics::counter!(names::ACCEPTED).increment(batch.len() as u64);
+        let touched: Vec<(Arc<Space>, Lsn)> = touched
+            .into_iter()
+            .filter_map(|(no, lsn)| spaces.get(&no).map(|s| (Arc::clone(s), lsn)))
+            .collect();
         drop(spaces);
-        let _g = self.work.lock();
-        self.work_cv.notify_all();
+        for (space, lsn) in touched {
+            space.publish(lsn);
+            self.schedule(&space);
+        }
+    }
+
+    fn not_committed(&self, space: SpaceNo, body_len: usize) {
+        if let Some(space) = self.get(space) {
+            space.fresh.release(1);
+            space.committed.wake(); // duplicates waiting for this record find out
+        }
+        self.budget.release(1, body_len);
     }
 }
 
@@ -91,6 +171,12 @@ struct Inner {
     registry: Arc<Registry>,
     /// Serialises create/drop (and guards the catalog file).
     catalog: Mutex<Catalog>,
+    sessions: session::SessionTable,
+    /// The latest pressure sample; subscribers are woken on every state change.
+    pressure: tokio::sync::watch::Sender<PressureReport>,
+    /// Set at close: no new observations are admitted while the queue drains.
+    closing: AtomicBool,
+    /// Set once the queue drained (or the drain timed out): background threads stop.
     stopping: AtomicBool,
     /// Wakes the checkpointer at shutdown.
     stop_lock: Mutex<()>,
@@ -128,7 +214,7 @@ pub struct Observed {
 pub struct ObserveTicket {
     append: AppendTicket,
     id: Uuid,
-    space: Arc<Space>,
+    started: Instant,
 }
 
 impl ObserveTicket {
@@ -139,20 +225,20 @@ impl ObserveTicket {
 
     /// Blocks until durable. Not for use inside an async runtime (`.await` instead).
     pub fn wait(self) -> Result<Observed> {
-        let ObserveTicket { append, id, space } = self;
-        finish_observe(append.wait(), id, &space)
+        let ObserveTicket {
+            append,
+            id,
+            started,
+        } = self;
+        finish_observe(append.wait(), id, started)
     }
 }
 
-fn finish_observe(res: Result<Lsn>, id: Uuid, space: &Space) -> Result<Observed> {
-    match res {
-        Ok(lsn) => Ok(Observed { lsn, id }),
-        Err(e) => {
-            // Only terminal failures (poisoned log, shutdown, dropped space) get here.
-            space.fresh.release(1);
-            Err(e)
-        }
-    }
+fn finish_observe(res: Result<Lsn>, id: Uuid, started: Instant) -> Result<Observed> {
+    // Reservations of a failed append were released by the log (`not_committed`).
+    let lsn = res?;
+    metrics::histogram!(names::OBSERVE_DURABLE).record(started.elapsed().as_secs_f64());
+    Ok(Observed { lsn, id })
 }
 
 impl IntoFuture for ObserveTicket {
@@ -160,8 +246,68 @@ impl IntoFuture for ObserveTicket {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<Observed>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let ObserveTicket { append, id, space } = self;
-        Box::pin(async move { finish_observe(append.await, id, &space) })
+        let ObserveTicket {
+            append,
+            id,
+            started,
+        } = self;
+        Box::pin(async move { finish_observe(append.await, id, started) })
+    }
+}
+
+impl Inner {
+    /// Admission control, then the append. Refuses (nothing written) when the engine
+    /// is closing, the space is gone, the pressure is Overloaded, or a bound is hit.
+    fn submit(
+        &self,
+        space: Arc<Space>,
+        rec: &ObservationRecord,
+        lane: Lane,
+    ) -> Result<ObserveTicket> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        space.check_live()?;
+        let reg = &self.registry;
+        let refuse = |reason: String| {
+            Counters::bump(&reg.counters.refused_overloaded);
+            metrics::counter!(names::REFUSED, "reason" => "overloaded").increment(1);
+            Err(Error::Overloaded {
+                reason,
+                retry_after: reg.retry_after(),
+            })
+        };
+        if reg.state() == PressureState::Overloaded {
+            return refuse(
+                "the engine is overloaded: index queue, fresh tier or log backlog at 95 % or more"
+                    .into(),
+            );
+        }
+        let body = rec.encode();
+        if !space.fresh.try_reserve() {
+            return refuse(format!(
+                "space '{}' has {} records awaiting indexing (limit {})",
+                space.info.name,
+                space.fresh.len(),
+                space.fresh.capacity()
+            ));
+        }
+        if !reg.budget.try_reserve(body.len()) {
+            space.fresh.release(1);
+            return refuse(format!(
+                "index queue full ({} of {} observations, {} of {} bytes)",
+                reg.budget.items(),
+                reg.budget.max_items(),
+                reg.budget.bytes(),
+                reg.budget.max_bytes()
+            ));
+        }
+        let append = self.log.append_hinted(space.info.no, body, lane as u8);
+        Ok(ObserveTicket {
+            append,
+            id: rec.id,
+            started: Instant::now(),
+        })
     }
 }
 
@@ -194,7 +340,7 @@ impl Engine {
             )));
         }
         let catalog = Catalog::load(&data)?;
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(&config));
         let mut checkpoints = HashMap::new();
         for info in &catalog.spaces {
             let dir = space_dir(&data, info.no);
@@ -223,7 +369,8 @@ impl Engine {
             let spaces = registry.list();
             let by_no: HashMap<SpaceNo, Arc<Space>> =
                 spaces.into_iter().map(|s| (s.info.no, s)).collect();
-            let batch = config.index_batch.max(256);
+            let batch = config.index_batch;
+            let registry_for_recovery = Arc::clone(&registry);
             let mut recovered = |c: Committed<'_>| {
                 let Some(space) = by_no.get(&c.space) else {
                     return;
@@ -232,7 +379,7 @@ impl Engine {
                     return;
                 }
                 replayed += 1;
-                if let Err(e) = recover_record(space, c, batch, &data) {
+                if let Err(e) = recover_record(&registry_for_recovery, space, c, batch, &data) {
                     failure = Some(e);
                 }
             };
@@ -261,17 +408,29 @@ impl Engine {
             }
             space.publish(last);
             space.refresh_indexed();
+            if space.queue.len() > 0 {
+                registry.schedule(&space);
+            }
         }
         tracing::info!(
             data_dir = %data.display(), spaces = catalog.spaces.len(), replayed,
             elapsed_ms = started.elapsed().as_millis() as u64, "engine recovered"
         );
 
+        let (pressure, _) = tokio::sync::watch::channel(PressureReport {
+            queue_max_items: config.ingest.queue_max_items,
+            queue_max_bytes: config.ingest.queue_max_bytes,
+            credit_window: config.ingest.credit_window,
+            ..PressureReport::default()
+        });
         let inner = Arc::new(Inner {
+            sessions: session::SessionTable::default(),
             config,
             log: Arc::new(log),
             registry,
             catalog: Mutex::new(catalog),
+            pressure,
+            closing: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stop_lock: Mutex::new(()),
             stop_cv: Condvar::new(),
@@ -291,10 +450,16 @@ impl Engine {
             let inner = Arc::clone(&self.inner);
             let h = std::thread::Builder::new()
                 .name(format!("mnemo-index-{i}"))
-                .spawn(move || index_worker(&inner, i))
+                .spawn(move || workers::run(&inner))
                 .map_err(|e| Error::io("thread", e))?;
             threads.push(h);
         }
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name("mnemo-pressure".into())
+            .spawn(move || monitor::run(&inner))
+            .map_err(|e| Error::io("thread", e))?;
+        threads.push(h);
         let inner = Arc::clone(&self.inner);
         let h = std::thread::Builder::new()
             .name("mnemo-checkpoint".into())
@@ -374,6 +539,11 @@ impl Engine {
         *catalog = next;
         space.dropped.store(true, Ordering::Release);
         self.inner.registry.by_no.write().remove(&space.info.no);
+        // Retire what was waiting for its index (workers skip a space they cannot find).
+        for (_, item) in space.queue.pop_batch(usize::MAX) {
+            self.inner.registry.budget.release(1, item.bytes as usize);
+        }
+        self.inner.sessions.forget_space(space.info.no);
         self.inner.log.forget_space(space.info.no)?;
         let _no_checkpoint = space.checkpoint_lock.lock();
         fs::remove_dir_all(&space.dir).at(&space.dir)?;
@@ -381,21 +551,34 @@ impl Engine {
     }
 
     fn check_running(&self) -> Result<()> {
-        if self.inner.stopping.load(Ordering::Acquire) {
+        if self.inner.closing.load(Ordering::Acquire) {
             Err(Error::ShuttingDown)
         } else {
             Ok(())
         }
     }
 
-    /// Validates and submits an observation. The ticket resolves once it is durable
-    /// and visible to recall. Invalid input is refused here and nothing is written;
-    /// a full fresh tier is refused with [`Error::Overloaded`].
+    /// Validates and submits an observation (normal lane). The ticket resolves once
+    /// it is durable and visible to recall. Invalid input is refused here and nothing
+    /// is written; under overload it is refused with [`Error::Overloaded`] carrying
+    /// `retry_after`.
     pub fn observe(&self, space: &str, obs: Observation) -> Result<ObserveTicket> {
-        self.observe_waiting(space, obs, Duration::ZERO)
+        self.observe_in_lane(space, obs, Lane::Normal)
     }
 
-    /// Like [`Engine::observe`], but while the space is overloaded it sleeps for the
+    /// Like [`Engine::observe`], with an indexing lane.
+    pub fn observe_in_lane(
+        &self,
+        space: &str,
+        obs: Observation,
+        lane: Lane,
+    ) -> Result<ObserveTicket> {
+        let space = self.inner.registry.by_name(space)?;
+        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        self.inner.submit(space, &rec, lane)
+    }
+
+    /// Like [`Engine::observe`], but while the engine is overloaded it sleeps for the
     /// advised `retry_after` and tries again, for up to `max_wait` in all (blocking).
     pub fn observe_waiting(
         &self,
@@ -407,30 +590,50 @@ impl Engine {
         let space = self.inner.registry.by_name(space)?;
         let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
         loop {
-            self.check_running()?;
-            space.check_live()?;
-            if space.fresh.try_reserve() {
-                let append = self.inner.log.append(space.info.no, rec.encode());
-                return Ok(ObserveTicket {
-                    append,
-                    id: rec.id,
-                    space,
-                });
+            match self.inner.submit(Arc::clone(&space), &rec, Lane::Normal) {
+                Err(Error::Overloaded { retry_after, .. })
+                    if Instant::now() + retry_after <= deadline =>
+                {
+                    std::thread::sleep(retry_after);
+                }
+                other => return other,
             }
-            let retry_after = Duration::from_millis(100);
-            if Instant::now() + retry_after > deadline {
-                return Err(Error::Overloaded {
-                    reason: format!(
-                        "space '{}' has {} records awaiting indexing (limit {})",
-                        space.info.name,
-                        space.fresh.len(),
-                        space.fresh.capacity()
-                    ),
-                    retry_after,
-                });
-            }
-            std::thread::sleep(retry_after);
         }
+    }
+
+    /// Opens a session on `space`: with `session_id`, resumes it if it is open here
+    /// or has records in the log (continuing from its high-water mark), else starts
+    /// it at sequence 1; without, makes a new id. Opening an open session supersedes
+    /// the previous handle (a client reconnecting).
+    pub fn open_session(&self, space: &str, session_id: Option<&str>) -> Result<Session> {
+        self.inner
+            .open_session(space, session_id, session::OpenMode::OpenOrResume)
+    }
+
+    /// Resumes a session that exists (open here, or with records in the log);
+    /// [`Error::SessionNotFound`] otherwise.
+    pub fn resume_session(&self, space: &str, session_id: &str) -> Result<Session> {
+        self.inner
+            .open_session(space, Some(session_id), session::OpenMode::ResumeOnly)
+    }
+
+    /// The latest pressure sample.
+    pub fn pressure(&self) -> PressureReport {
+        self.inner.pressure.borrow().clone()
+    }
+
+    /// A receiver woken on every pressure state change (its value is always the
+    /// latest sample).
+    pub fn subscribe_pressure(&self) -> tokio::sync::watch::Receiver<PressureReport> {
+        self.inner.pressure.subscribe()
+    }
+
+    /// Counters of the ingestion pipeline.
+    pub fn ingest_stats(&self) -> IngestStats {
+        self.inner
+            .registry
+            .counters
+            .snapshot(self.inner.sessions.len(), self.pressure())
     }
 
     /// Observes and waits until durable (blocking).
@@ -522,9 +725,23 @@ impl Engine {
     }
 
     fn shutdown(&self) -> Result<()> {
-        if self.inner.stopping.swap(true, Ordering::AcqRel) {
+        if self.inner.closing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Drain: everything admitted gets indexed, within the configured time.
+        let deadline =
+            Instant::now() + Duration::from_secs(self.inner.config.ingest.shutdown_drain_s);
+        while self.inner.registry.budget.items() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let left = self.inner.registry.budget.items();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "shutdown drain timed out; the rest is indexed from the log at next open"
+            );
+        }
+        self.inner.stopping.store(true, Ordering::Release);
         {
             let _g = self.inner.registry.work.lock();
             self.inner.registry.work_cv.notify_all();
@@ -571,9 +788,15 @@ fn remove_dropped_space_dirs(data: &Path, catalog: &Catalog) -> Result<()> {
 }
 
 /// Takes one record recovered from the log into its space: only its session mark if
-/// the loaded checkpoint holds it, else into the fresh tier (indexing any overflow at
-/// once, so recovery memory stays bounded).
-fn recover_record(space: &Space, c: Committed<'_>, batch: usize, data: &Path) -> Result<()> {
+/// the loaded checkpoint holds it, else into the fresh tier and the index queue
+/// (indexing any overflow at once, so recovery memory stays bounded).
+fn recover_record(
+    registry: &Registry,
+    space: &Space,
+    c: Committed<'_>,
+    batch: usize,
+    data: &Path,
+) -> Result<()> {
     let corrupt = |e: crate::record::DecodeError| Error::Corruption {
         path: data.join("log"),
         offset: 0,
@@ -585,66 +808,27 @@ fn recover_record(space: &Space, c: Committed<'_>, batch: usize, data: &Path) ->
         return Ok(());
     }
     let rec = ObservationRecord::decode(c.body).map_err(corrupt)?;
-    space.apply(c.lsn, &rec, true);
+    if space.apply(c.lsn, &rec, true) {
+        registry.budget.force_reserve(c.body.len());
+        space.queue.push(
+            Lane::Normal,
+            Item {
+                lsn: c.lsn,
+                bytes: c.body.len() as u32,
+                recorded_at_us: rec.recorded_at_us,
+            },
+        );
+    }
     while space.fresh.len() > space.fresh.capacity() {
-        index_rows(space, space.fresh.claim(batch))?;
+        let items = space.queue.pop_batch(batch);
+        if items.is_empty() {
+            break;
+        }
+        let items: Vec<Item> = items.into_iter().map(|(_, it)| it).collect();
+        workers::index_items(space, &items)?;
+        workers::retire(registry, &items);
     }
     Ok(())
-}
-
-/// Inserts claimed rows into the graph, then takes them out of the fresh tier.
-fn index_rows(space: &Space, rows: Vec<ClaimedRow>) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|r| (r.lsn, r.vector.as_slice())).collect();
-    if let Err(e) = space.hnsw.add_batch(&refs) {
-        space.fresh.unclaim(rows[0].lsn);
-        return Err(e);
-    }
-    let lsns: Vec<Lsn> = rows.iter().map(|r| r.lsn).collect();
-    space.fresh.mark_indexed(&lsns);
-    space.refresh_indexed();
-    Ok(())
-}
-
-fn index_worker(inner: &Inner, id: usize) {
-    let mut turn = id;
-    while !inner.stopping.load(Ordering::Acquire) {
-        let spaces = inner.registry.list();
-        let mut did_work = false;
-        // Start at a different space each round so a busy space cannot starve others.
-        for k in 0..spaces.len() {
-            let space = &spaces[(turn + k) % spaces.len()];
-            let rows = space.fresh.claim(inner.config.index_batch);
-            if rows.is_empty() {
-                continue;
-            }
-            did_work = true;
-            if let Err(e) = index_rows(space, rows) {
-                tracing::error!(space = space.info.name, error = %e, "indexing failed; will retry");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        turn = turn.wrapping_add(1);
-        if !did_work {
-            let mut g = inner.registry.work.lock();
-            if inner.stopping.load(Ordering::Acquire) {
-                break;
-            }
-            if !inner
-                .registry
-                .list()
-                .iter()
-                .any(|s| s.fresh.has_unclaimed())
-            {
-                inner
-                    .registry
-                    .work_cv
-                    .wait_for(&mut g, Duration::from_millis(100));
-            }
-        }
-    }
 }
 
 fn checkpointer(inner: &Inner) {

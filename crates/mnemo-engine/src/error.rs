@@ -63,6 +63,48 @@ pub enum Error {
     /// because the state of the file is unknown (fail closed).
     #[error("log is poisoned after an earlier I/O failure: {0}")]
     Poisoned(String),
+    /// A session observation skipped ahead: nothing was written; send `expected` next.
+    #[error("sequence gap in session '{session}': got {got}, expected {expected}")]
+    SequenceGap {
+        /// The session.
+        session: String,
+        /// The sequence number that was sent.
+        got: u64,
+        /// The sequence number the engine expects next.
+        expected: u64,
+    },
+    /// The session already has its whole credit window in flight; wait for acks.
+    #[error("session '{session}' has {in_flight} observations in flight, its window is {window}")]
+    WindowExceeded {
+        /// The session.
+        session: String,
+        /// Observations not yet acked.
+        in_flight: u32,
+        /// The current credit window.
+        window: u32,
+    },
+    /// The session id is not known (never opened here, or expired and never written).
+    #[error("session '{0}' not found")]
+    SessionNotFound(String),
+    /// The session handle is no longer valid: it was closed, expired after being
+    /// idle, or taken over by a newer open of the same session id.
+    #[error("session '{session}' is no longer open here: {why}")]
+    SessionClosed {
+        /// The session.
+        session: String,
+        /// Closed, expired or superseded.
+        why: &'static str,
+    },
+    /// Too many sessions are open; retry later.
+    #[error("too many open sessions ({open}, limit {limit}); retry after {retry_after:?}")]
+    TooManySessions {
+        /// Sessions open now.
+        open: usize,
+        /// The configured limit.
+        limit: usize,
+        /// When a retry may succeed (idle sessions expire).
+        retry_after: Duration,
+    },
     /// The engine is shutting down or closed.
     #[error("engine is shutting down")]
     ShuttingDown,

@@ -19,13 +19,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Non-goals here: networking, sessions with sequence enforcement and admission
-//! control (the ingestion layer), authentication.
+//! Sessions ([`Engine::open_session`]) add per-session sequence numbers with
+//! exactly-once acks, credit windows and resume; a pressure monitor and admission
+//! control keep memory bounded whatever the offered load.
+//!
+//! Non-goals here: networking, authentication.
 
 mod config;
 mod engine;
 mod error;
 mod index;
+mod ingest;
 pub mod log;
 mod recall;
 mod record;
@@ -33,13 +37,16 @@ mod space;
 mod types;
 pub mod vecs;
 
-pub use config::EngineConfig;
-pub use engine::{Engine, ObserveTicket, Observed};
+pub use config::{EngineConfig, IngestConfig};
+pub use engine::{Ack, AckKind, Engine, ObserveTicket, Observed, Session, SessionTicket};
 pub use error::{Error, Result};
+pub use ingest::{
+    IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
+};
 pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
 pub use record::{DecodeError, ObservationRecord};
 pub use types::{
-    IndexParams, Lsn, MAX_CONTENT_BYTES, MAX_DIM, MAX_SESSION_ID_BYTES, MAX_SPACE_NAME_BYTES,
+    IndexParams, Lane, Lsn, MAX_CONTENT_BYTES, MAX_DIM, MAX_SESSION_ID_BYTES, MAX_SPACE_NAME_BYTES,
     MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES, Memory, Metric, Observation, Precision,
     SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us, validate_space_name,
 };

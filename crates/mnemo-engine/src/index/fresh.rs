@@ -10,7 +10,7 @@
 //! this tier only after it is in HNSW, so a committed record is never missing from
 //! both. Rows that are in both are de-duplicated by LSN in the merge.
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,19 +47,11 @@ pub(crate) struct FreshTier {
     dim: usize,
     metric: Metric,
     state: RwLock<State>,
-    /// Next LSN to hand to an index worker.
-    claim_next: Mutex<Lsn>,
     /// Rows held (pushed and not yet dropped with their chunk).
     resident: AtomicUsize,
     /// Rows admitted but not yet dropped: resident plus appends in flight.
     reserved: AtomicUsize,
     capacity: usize,
-}
-
-/// A row handed to an index worker.
-pub(crate) struct ClaimedRow {
-    pub(crate) lsn: Lsn,
-    pub(crate) vector: Vec<f32>,
 }
 
 impl FreshTier {
@@ -72,7 +64,6 @@ impl FreshTier {
                 chunks: VecDeque::new(),
                 next_lsn,
             }),
-            claim_next: Mutex::new(next_lsn),
             resident: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
             capacity,
@@ -177,43 +168,22 @@ impl FreshTier {
         top.into_sorted()
     }
 
-    /// Hands up to `max` unclaimed rows (lowest LSNs first) to an index worker.
-    pub(crate) fn claim(&self, max: usize) -> Vec<ClaimedRow> {
-        let mut next = self.claim_next.lock();
+    /// The prepared vectors of those `lsns` that are here and not yet indexed.
+    pub(crate) fn rows(&self, lsns: &[Lsn]) -> Vec<(Lsn, Vec<f32>)> {
         let st = self.state.read();
-        let mut out = Vec::new();
-        let first = Self::chunk_of(&st.chunks, *next).unwrap_or(0);
-        for chunk in st.chunks.iter().skip(first) {
-            if out.len() >= max {
-                break;
-            }
-            let rows = chunk.rows.read();
-            let len = rows.len() / self.dim;
-            if chunk.base + len as Lsn <= *next {
+        let mut out = Vec::with_capacity(lsns.len());
+        for &lsn in lsns {
+            let Some(i) = Self::chunk_of(&st.chunks, lsn) else {
                 continue;
-            }
-            let start = next.saturating_sub(chunk.base) as usize;
-            for i in start..len {
-                if out.len() >= max {
-                    break;
-                }
-                *next = chunk.base + i as Lsn + 1;
-                if chunk.indexed[i].load(Ordering::Acquire) {
-                    continue;
-                }
-                out.push(ClaimedRow {
-                    lsn: chunk.base + i as Lsn,
-                    vector: rows[i * self.dim..(i + 1) * self.dim].to_vec(),
-                });
+            };
+            let chunk = &st.chunks[i];
+            let row = (lsn - chunk.base) as usize;
+            let rows = chunk.rows.read();
+            if row < rows.len() / self.dim && !chunk.indexed[row].load(Ordering::Acquire) {
+                out.push((lsn, rows[row * self.dim..(row + 1) * self.dim].to_vec()));
             }
         }
         out
-    }
-
-    /// Puts rows back for another worker (their insert failed or their worker died).
-    pub(crate) fn unclaim(&self, lowest: Lsn) {
-        let mut next = self.claim_next.lock();
-        *next = (*next).min(lowest);
     }
 
     /// Position of the chunk that may hold `lsn` (chunks are sorted by base LSN).
@@ -263,12 +233,6 @@ impl FreshTier {
             }
         }
         st.next_lsn - 1
-    }
-
-    /// True when some row is neither claimed nor indexed.
-    pub(crate) fn has_unclaimed(&self) -> bool {
-        let next = *self.claim_next.lock();
-        self.state.read().next_lsn > next
     }
 }
 
@@ -346,25 +310,32 @@ mod tests {
     }
 
     #[test]
-    fn claim_mark_and_drop_chunks() {
+    fn rows_mark_and_drop_chunks() {
         let t = tier();
         for lsn in 1..=600 {
             t.push(lsn, &[lsn as f32, 1.0], false, false);
         }
         assert_eq!(t.len(), 600);
-        let rows = t.claim(300);
-        assert_eq!(rows.first().map(|r| r.lsn), Some(1));
-        assert_eq!(rows.last().map(|r| r.lsn), Some(300));
+        let first: Vec<Lsn> = (1..=300).collect();
+        let rows = t.rows(&first);
+        assert_eq!(rows.len(), 300);
+        assert_eq!(rows[9], (10, vec![10.0, 1.0]));
         assert_eq!(t.indexed_watermark(), 0);
-        t.mark_indexed(&rows.iter().map(|r| r.lsn).collect::<Vec<_>>());
+        t.mark_indexed(&first);
+        assert!(
+            t.rows(&first).is_empty(),
+            "indexed rows are not handed out again"
+        );
         assert_eq!(t.indexed_watermark(), 300);
         assert_eq!(t.len(), 600 - CHUNK_ROWS); // first chunk dropped
-        let rest = t.claim(1000);
-        assert_eq!(rest.len(), 300);
-        t.mark_indexed(&rest.iter().map(|r| r.lsn).collect::<Vec<_>>());
+        // Out of order: a later row indexed first does not move the watermark.
+        t.mark_indexed(&[600]);
+        assert_eq!(t.indexed_watermark(), 300);
+        let rest: Vec<Lsn> = (301..600).collect();
+        assert_eq!(t.rows(&rest).len(), 299);
+        t.mark_indexed(&rest);
         assert_eq!(t.len(), 0);
         assert_eq!(t.indexed_watermark(), 600);
-        assert!(!t.has_unclaimed());
     }
 
     #[test]

@@ -92,6 +92,7 @@ struct Shared {
 struct AppendRequest {
     space: SpaceNo,
     body: Vec<u8>,
+    hint: u8,
     done: tokio::sync::oneshot::Sender<Result<Lsn>>,
 }
 
@@ -380,6 +381,7 @@ fn recover_segment(
                         space: f.space,
                         lsn: f.lsn,
                         body: f.body,
+                        hint: 0,
                     });
                 }
                 seg_spaces.insert(f.space);
@@ -456,27 +458,41 @@ impl Log for FileLog {
         self.shared.reclaim_segments()
     }
 
-    fn append(&self, space: SpaceNo, body: Vec<u8>) -> AppendTicket {
+    fn append_hinted(&self, space: SpaceNo, body: Vec<u8>, hint: u8) -> AppendTicket {
+        let refuse = |e: Error| {
+            self.shared.sink.not_committed(space, body.len());
+            AppendTicket::failed(e)
+        };
         if body.len() + frame::PAYLOAD_HEADER > frame::MAX_PAYLOAD {
-            return AppendTicket::failed(Error::invalid(format!(
+            return refuse(Error::invalid(format!(
                 "record of {} bytes exceeds the log's frame limit",
                 body.len()
             )));
         }
         if let Some(why) = self.shared.poisoned.lock().clone() {
-            return AppendTicket::failed(Error::Poisoned(why));
+            return refuse(Error::Poisoned(why));
         }
         let (done, rx) = tokio::sync::oneshot::channel();
         let bytes = body.len() as u64;
         let tx = self.tx.read();
         let Some(tx) = tx.as_ref() else {
-            return AppendTicket::failed(Error::ShuttingDown);
+            return refuse(Error::ShuttingDown);
         };
         self.shared.pending_appends.fetch_add(1, Ordering::Relaxed);
         self.shared
             .pending_bytes
             .fetch_add(bytes, Ordering::Relaxed);
-        if tx.send(AppendRequest { space, body, done }).is_err() {
+        if let Err(mpsc::SendError(req)) = tx.send(AppendRequest {
+            space,
+            body,
+            hint,
+            done,
+        }) {
+            self.shared.pending_appends.fetch_sub(1, Ordering::Relaxed);
+            self.shared
+                .pending_bytes
+                .fetch_sub(bytes, Ordering::Relaxed);
+            self.shared.sink.not_committed(space, req.body.len());
             return AppendTicket::failed(Error::ShuttingDown);
         }
         AppendTicket::pending(rx)
@@ -543,6 +559,16 @@ impl Log for FileLog {
             group_commits: s.group_commits.load(Ordering::Relaxed),
             records_committed: s.records_committed.load(Ordering::Relaxed),
         }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if let Some(why) = self.shared.poisoned.lock().clone() {
+            return Err(Error::Poisoned(why));
+        }
+        if self.tx.read().is_none() {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
     }
 
     fn shutdown(&self) {
@@ -614,6 +640,9 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
         }
     };
     if let Some(why) = shared.poisoned.lock().clone() {
+        for r in &batch {
+            shared.sink.not_committed(r.space, r.body.len());
+        }
         finish(
             batch
                 .into_iter()
@@ -653,6 +682,9 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
     let written = write_and_sync(shared, buf);
     let mut results: Vec<Option<Result<Lsn>>> = (0..batch.len()).map(|_| None).collect();
     for i in rejected {
+        shared
+            .sink
+            .not_committed(batch[i].space, batch[i].body.len());
         results[i] = Some(Err(Error::SpaceNotFound(format!("#{}", batch[i].space.0))));
     }
     match written {
@@ -660,6 +692,8 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             let why = e.to_string();
             shared.poison(why.clone());
             for p in &placed {
+                let r = &batch[p.request];
+                shared.sink.not_committed(r.space, r.body.len());
                 results[p.request] = Some(Err(Error::Poisoned(why.clone())));
             }
         }
@@ -690,6 +724,7 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
                     space: batch[p.request].space,
                     lsn: p.lsn,
                     body: &buf[p.start + header..p.start + p.len],
+                    hint: batch[p.request].hint,
                 })
                 .collect();
             shared.sink.committed(&committed);

@@ -41,6 +41,8 @@ pub struct Committed<'a> {
     pub lsn: Lsn,
     /// The encoded record body.
     pub body: &'a [u8],
+    /// The appender's routing hint (see [`Log::append_hinted`]); 0 for recovered records.
+    pub hint: u8,
 }
 
 /// Receives records as they become durable (and, at open, as they are recovered).
@@ -48,6 +50,11 @@ pub trait CommitSink: Send + Sync {
     /// Called on the writer thread with one group commit, in LSN order per space,
     /// after the batch is durable and before any of its appends completes.
     fn committed(&self, batch: &[Committed<'_>]);
+
+    /// Called once for every append that will never commit (refused, log poisoned,
+    /// shutting down, space forgotten), so the caller can release what it reserved.
+    /// May run on the appending thread or on the writer thread.
+    fn not_committed(&self, _space: SpaceNo, _body_len: usize) {}
 }
 
 /// Counters of the log.
@@ -74,13 +81,20 @@ pub trait Log: Send + Sync {
     /// Stops tracking `space` and reclaims segments that no live space needs.
     fn forget_space(&self, space: SpaceNo) -> Result<()>;
     /// Queues `body` for the next group commit.
-    fn append(&self, space: SpaceNo, body: Vec<u8>) -> AppendTicket;
+    fn append(&self, space: SpaceNo, body: Vec<u8>) -> AppendTicket {
+        self.append_hinted(space, body, 0)
+    }
+    /// Like [`Log::append`], and hands `hint` to the commit sink with the record. The
+    /// hint is not stored (the engine passes the indexing lane through it).
+    fn append_hinted(&self, space: SpaceNo, body: Vec<u8>, hint: u8) -> AppendTicket;
     /// Reads back the body of a committed record.
     fn read(&self, space: SpaceNo, lsn: Lsn) -> Result<Vec<u8>>;
     /// Highest committed LSN of `space`, `None` for an unknown space.
     fn last_lsn(&self, space: SpaceNo) -> Option<Lsn>;
     /// Current counters.
     fn stats(&self) -> LogStats;
+    /// `Ok` while appends can still commit: not poisoned, not shut down.
+    fn check_writable(&self) -> Result<()>;
     /// Commits everything queued, then stops the writer. Later appends fail.
     fn shutdown(&self);
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::index::fresh::FreshTier;
 use crate::index::hnsw::Hnsw;
+use crate::ingest::queue::SpaceQueue;
 use crate::record::ObservationRecord;
 use crate::types::{Lsn, SpaceInfo, SpaceStats};
 
@@ -25,6 +26,8 @@ pub(crate) struct Watermark {
     value: AtomicU64,
     lock: Mutex<()>,
     cv: Condvar,
+    /// Wakes async waiters (see [`Watermark::changed`]).
+    notify: tokio::sync::Notify,
 }
 
 impl Watermark {
@@ -33,7 +36,22 @@ impl Watermark {
             value: AtomicU64::new(v),
             lock: Mutex::new(()),
             cv: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves at the next advance (create it before checking the value).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Wakes every waiter without moving (e.g. a session failed).
+    pub(crate) fn wake(&self) {
+        {
+            let _g = self.lock.lock();
+            self.cv.notify_all();
+        }
+        self.notify.notify_waiters();
     }
 
     pub(crate) fn get(&self) -> Lsn {
@@ -42,8 +60,7 @@ impl Watermark {
 
     pub(crate) fn advance(&self, to: Lsn) {
         if self.value.fetch_max(to, Ordering::AcqRel) < to {
-            let _g = self.lock.lock();
-            self.cv.notify_all();
+            self.wake();
         }
     }
 
@@ -70,6 +87,8 @@ pub(crate) struct Space {
     pub(crate) dir: PathBuf,
     pub(crate) fresh: FreshTier,
     pub(crate) hnsw: Hnsw,
+    /// Committed records waiting for the index workers, by lane.
+    pub(crate) queue: SpaceQueue,
     /// Highest LSN that is durable and visible.
     pub(crate) committed: Watermark,
     /// Highest LSN such that everything up to it is in the graph.
@@ -100,6 +119,7 @@ impl Space {
             dir,
             fresh,
             hnsw,
+            queue: SpaceQueue::default(),
             committed: Watermark::new(checkpoint_lsn),
             indexed: Watermark::new(checkpoint_lsn),
             sessions: Mutex::new(HashMap::new()),
@@ -109,15 +129,17 @@ impl Space {
         }
     }
 
-    /// Takes in one committed (or recovered) record. Does not publish it: call
-    /// [`Space::publish`] once the whole batch is applied.
-    pub(crate) fn apply(&self, lsn: Lsn, rec: &ObservationRecord, recovering: bool) {
+    /// Takes in one committed (or recovered) record; returns true if it still has to
+    /// be indexed. Does not publish it: call [`Space::publish`] once the whole batch
+    /// is applied.
+    pub(crate) fn apply(&self, lsn: Lsn, rec: &ObservationRecord, recovering: bool) -> bool {
         self.track_session(&rec.session_id, rec.session_seq, lsn);
         if self.in_checkpoint(lsn) {
-            return; // in the loaded checkpoint already
+            return false; // in the loaded checkpoint already
         }
         let in_graph = recovering && self.hnsw.contains(lsn);
         self.fresh.push(lsn, &rec.embedding, in_graph, !recovering);
+        !in_graph
     }
 
     /// Records that `seq` of `session` committed at `lsn` (no-op without a session).

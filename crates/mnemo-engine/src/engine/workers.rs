@@ -1,0 +1,199 @@
+//! The index worker pool: N threads take batches from the spaces' index queues and
+//! move them into the HNSW graphs.
+//!
+//! - Spaces with work wait in the ready ring; a worker takes the next one, pops a
+//!   batch (weighted fair over lanes), and puts the space back at the end of the ring
+//!   if it has more, so busy spaces cannot starve quiet ones and an idle worker picks
+//!   up the next batch of a busy space.
+//! - Batch size adapts: the space's depth shared among the workers, from 1 (short
+//!   queue: lowest latency) up to `index_batch` (under load: throughput).
+//! - A batch is held by a guard: if its worker panics, the guard puts the records
+//!   back in the high lane, and the worker loop restarts.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Inner, Registry};
+use crate::error::Result;
+use crate::ingest::queue::Item;
+use crate::ingest::stats::{Counters, names};
+use crate::space::Space;
+use crate::types::{Lane, Lsn, now_us};
+
+/// Test hook: an index worker panics (once) when it meets this (space name, LSN).
+/// Unit tests only; a static so the worker thread sees it.
+#[cfg(test)]
+pub(crate) static PANIC_AT: parking_lot::Mutex<Option<(String, Lsn)>> =
+    parking_lot::Mutex::new(None);
+
+/// A worker thread: runs the loop, restarting it after a panic.
+pub(super) fn run(inner: &Inner) {
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| worker_loop(inner))) {
+            Ok(()) => return,
+            Err(_) => {
+                Counters::bump(&inner.registry.counters.worker_restarts);
+                metrics::counter!(names::WORKER_RESTARTS).increment(1);
+                tracing::error!("index worker panicked; its batch was re-queued, restarting it");
+            }
+        }
+    }
+}
+
+fn worker_loop(inner: &Inner) {
+    let reg = &inner.registry;
+    let workers = inner.config.index_threads;
+    while !inner.stopping.load(Ordering::Acquire) {
+        let Some(no) = reg.ring.pop() else {
+            let mut g = reg.work.lock();
+            if reg.ring.is_empty() && !inner.stopping.load(Ordering::Acquire) {
+                reg.work_cv.wait_for(&mut g, Duration::from_millis(50));
+            }
+            continue;
+        };
+        let Some(space) = reg.get(no) else {
+            continue; // dropped
+        };
+        let max = (space.queue.len() / workers).clamp(1, inner.config.index_batch);
+        let batch = space.queue.pop_batch(max);
+        if space.queue.reschedule_after_take() {
+            reg.ring.push(no);
+            let _g = reg.work.lock();
+            reg.work_cv.notify_one();
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut held = Held {
+            reg,
+            space: &space,
+            items: batch.into_iter().map(|(_, it)| it).collect(),
+            done: false,
+        };
+        let started = Instant::now();
+        match index_items(&space, &held.items) {
+            Ok(()) => {
+                let busy = started.elapsed();
+                reg.counters
+                    .worker_busy_ns
+                    .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+                metrics::counter!(names::WORKER_BUSY).increment(busy.as_micros() as u64);
+                retire(reg, &held.items);
+                held.done = true;
+            }
+            Err(e) => {
+                // The guard re-queues the batch; back off so a persistent failure
+                // does not spin.
+                tracing::error!(space = space.info.name, error = %e, "indexing failed; will retry");
+                drop(held);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// A batch a worker holds: put back (high lane) unless it was indexed.
+struct Held<'a> {
+    reg: &'a Registry,
+    space: &'a Space,
+    items: Vec<Item>,
+    done: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.space.dropped.load(Ordering::Acquire) {
+            retire_budget(self.reg, &self.items);
+            return;
+        }
+        for item in self.items.drain(..) {
+            self.space.queue.push(Lane::High, item);
+        }
+        self.reg.schedule(self.space);
+    }
+}
+
+/// Inserts the records into the space's graph, then takes them out of its fresh tier.
+/// Records already in the graph (a retried batch) are skipped.
+pub(super) fn index_items(space: &Space, items: &[Item]) -> Result<()> {
+    let lsns: Vec<Lsn> = items.iter().map(|i| i.lsn).collect();
+    #[cfg(test)]
+    {
+        let mut hook = PANIC_AT.lock();
+        if let Some((name, at)) = hook.clone()
+            && name == space.info.name
+            && lsns.contains(&at)
+        {
+            *hook = None;
+            drop(hook);
+            panic!("test hook: index worker panics at LSN {at}");
+        }
+    }
+    let rows = space.fresh.rows(&lsns);
+    let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|(l, v)| (*l, v.as_slice())).collect();
+    space.hnsw.add_batch(&refs)?;
+    space.fresh.mark_indexed(&lsns);
+    space.refresh_indexed();
+    Ok(())
+}
+
+/// Counts indexed records and releases their admission.
+pub(super) fn retire(reg: &Registry, items: &[Item]) {
+    let n = items.len() as u64;
+    reg.counters.indexed.fetch_add(n, Ordering::Relaxed);
+    Counters::bump(&reg.counters.batches);
+    reg.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+    metrics::counter!(names::INDEXED).increment(n);
+    metrics::histogram!(names::BATCH_SIZE).record(n as f64);
+    let now = now_us();
+    let h = metrics::histogram!(names::OBSERVE_INDEXED);
+    for item in items {
+        h.record((now - item.recorded_at_us).max(0) as f64 / 1e6);
+    }
+    retire_budget(reg, items);
+}
+
+fn retire_budget(reg: &Registry, items: &[Item]) {
+    let bytes: usize = items.iter().map(|i| i.bytes as usize).sum();
+    reg.budget.release(items.len(), bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Engine, EngineConfig, Observation, SpaceConfig};
+
+    #[test]
+    fn a_panicking_worker_is_restarted_and_its_batch_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = EngineConfig::new(dir.path());
+        cfg.index_threads = 1;
+        let engine = Engine::open(cfg).unwrap();
+        engine
+            .create_space("panic-hook", SpaceConfig::new(4))
+            .unwrap();
+        *PANIC_AT.lock() = Some(("panic-hook".into(), 7));
+        for i in 0..20 {
+            let obs = Observation {
+                content: format!("o{i}"),
+                embedding: vec![i as f32, 1.0, 0.0, 0.5],
+                ..Default::default()
+            };
+            engine.observe_blocking("panic-hook", obs).unwrap();
+        }
+        engine
+            .wait_indexed("panic-hook", 20, Duration::from_secs(20))
+            .unwrap();
+        let stats = engine.ingest_stats();
+        assert_eq!(stats.worker_restarts, 1);
+        assert!(PANIC_AT.lock().is_none(), "the hook fired");
+        let (_, s) = engine.describe_space("panic-hook").unwrap();
+        assert_eq!(s.indexed_count, 20, "no record lost");
+        assert_eq!(s.fresh_count, 0);
+        engine.close().unwrap();
+    }
+}
