@@ -321,28 +321,38 @@ impl Session {
             st.closed = Some("closed");
             st.next_seq - 1
         };
-        while self.state.in_flight.load(Ordering::Acquire) > 0 {
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    wanted: final_seq,
-                    committed: 0,
-                    waited: timeout,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
         let space = &self.state.space;
-        if drain && final_seq > 0 {
-            let lsn = space.session_lsn(&self.state.id, final_seq).unwrap_or(0);
+        let timed_out = |wanted: u64, seen: u64| Error::Timeout {
+            wanted,
+            committed: seen,
+            waited: timeout,
+        };
+        // Everything admitted commits in sequence order: wait for the last one.
+        let mut last_lsn = 0;
+        if final_seq > 0 {
+            loop {
+                let seen = space.committed.get();
+                if let Some(lsn) = space.session_lsn(&self.state.id, final_seq) {
+                    last_lsn = lsn;
+                    break;
+                }
+                space.check_live()?;
+                self.engine.log.check_writable()?;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(timed_out(final_seq, seen));
+                }
+                let _ = space
+                    .committed
+                    .wait_for(seen + 1, left.min(Duration::from_millis(50)));
+            }
+        }
+        if drain && last_lsn > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             space
                 .indexed
-                .wait_for(lsn, left)
-                .map_err(|seen| Error::Timeout {
-                    wanted: lsn,
-                    committed: seen,
-                    waited: timeout,
-                })?;
+                .wait_for(last_lsn, left)
+                .map_err(|seen| timed_out(last_lsn, seen))?;
         }
         let key = (space.info.no, self.state.id.clone());
         let mut map = self.engine.sessions.map.lock();

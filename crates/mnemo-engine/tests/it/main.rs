@@ -12,5 +12,7 @@ mod crash;
 mod engine_basics;
 mod glove;
 mod log_recovery;
+mod overload;
 mod restart;
+mod sessions;
 mod snapshot;
