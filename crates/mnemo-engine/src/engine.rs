@@ -408,7 +408,7 @@ impl Engine {
             }
             space.publish(last);
             space.refresh_indexed();
-            if space.queue.len() > 0 {
+            if !space.queue.is_empty() {
                 registry.schedule(&space);
             }
         }

@@ -50,3 +50,9 @@ pub use types::{
     MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES, Memory, Metric, Observation, Precision,
     SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us, validate_space_name,
 };
+
+/// Engine internals exposed for benchmarks only: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::ingest::queue::{Item, SpaceQueue};
+}

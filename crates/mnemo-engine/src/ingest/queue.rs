@@ -34,16 +34,17 @@ const SCHEDULE: [Lane; 13] = [
 
 /// A committed record waiting to be indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Item {
-    pub(crate) lsn: Lsn,
+pub struct Item {
+    /// Its LSN in its space.
+    pub lsn: Lsn,
     /// Bytes it holds of the [`Budget`].
-    pub(crate) bytes: u32,
+    pub bytes: u32,
     /// When the engine received it (µs since epoch), for the observe→indexed latency.
-    pub(crate) recorded_at_us: i64,
+    pub recorded_at_us: i64,
 }
 
 /// One space's three lanes.
-pub(crate) struct SpaceQueue {
+pub struct SpaceQueue {
     lanes: [SegQueue<Item>; 3],
     depth: [AtomicUsize; 3],
     /// Position in [`SCHEDULE`]; shared so the order holds across workers.
@@ -65,14 +66,19 @@ impl Default for SpaceQueue {
 
 impl SpaceQueue {
     /// Appends to the back of `lane`.
-    pub(crate) fn push(&self, lane: Lane, item: Item) {
+    pub fn push(&self, lane: Lane, item: Item) {
         self.lanes[lane as usize].push(item);
         self.depth[lane as usize].fetch_add(1, Ordering::AcqRel);
     }
 
     /// Items waiting, all lanes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.depth.iter().map(|d| d.load(Ordering::Acquire)).sum()
+    }
+
+    /// True when no item waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Items waiting per lane (high, normal, low).
@@ -87,7 +93,7 @@ impl SpaceQueue {
     }
 
     /// Pops one item in weighted fair order.
-    pub(crate) fn pop(&self) -> Option<(Lane, Item)> {
+    pub fn pop(&self) -> Option<(Lane, Item)> {
         let turn = SCHEDULE[self.tick.fetch_add(1, Ordering::Relaxed) % SCHEDULE.len()];
         std::iter::once(turn)
             .chain(Lane::ALL)
@@ -95,7 +101,7 @@ impl SpaceQueue {
     }
 
     /// Pops up to `max` items in weighted fair order.
-    pub(crate) fn pop_batch(&self, max: usize) -> Vec<(Lane, Item)> {
+    pub fn pop_batch(&self, max: usize) -> Vec<(Lane, Item)> {
         let mut out = Vec::with_capacity(max.min(self.len()));
         while out.len() < max {
             match self.pop() {
@@ -115,11 +121,11 @@ impl SpaceQueue {
     /// must go back into the ring (by the caller). Free of lost wake-ups: the flag is
     /// cleared before the re-check, and a concurrent push sees the cleared flag.
     pub(crate) fn reschedule_after_take(&self) -> bool {
-        if self.len() > 0 {
+        if !self.is_empty() {
             return true;
         }
         self.scheduled.store(false, Ordering::Release);
-        self.len() > 0 && self.mark_scheduled()
+        !self.is_empty() && self.mark_scheduled()
     }
 }
 
@@ -298,7 +304,7 @@ mod tests {
                     loop {
                         let batch = q.pop_batch(17);
                         if batch.is_empty() {
-                            if done.load(Ordering::Acquire) && q.len() == 0 {
+                            if done.load(Ordering::Acquire) && q.is_empty() {
                                 return got;
                             }
                             std::thread::yield_now();
