@@ -45,14 +45,16 @@ fn ingest(e: &Engine, space: &str, data: &[Vec<f32>]) {
                 embedding: v.clone(),
                 ..Default::default()
             };
-            e.observe_waiting(space, o, Duration::from_secs(600)).unwrap()
+            e.observe_waiting(space, o, Duration::from_secs(600))
+                .unwrap()
         })
         .collect();
     let mut last = 0;
     for t in tickets {
         last = t.wait().unwrap().lsn;
     }
-    e.wait_indexed(space, last, Duration::from_secs(600)).unwrap();
+    e.wait_indexed(space, last, Duration::from_secs(600))
+        .unwrap();
 }
 
 fn raw_build(data: &[Vec<f32>], threads: usize) {
@@ -114,7 +116,8 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     round += 1;
                     let space = format!("s{round}");
-                    e.create_space(&space, SpaceConfig::new(DIM as u32)).unwrap();
+                    e.create_space(&space, SpaceConfig::new(DIM as u32))
+                        .unwrap();
                     let t = Instant::now();
                     ingest(&e, &space, &data);
                     total += t.elapsed();

@@ -18,7 +18,8 @@ pub struct EngineConfig {
     /// Memory the fresh tier of one space may use for vectors awaiting indexing
     /// (rows = bytes / (4 × dim)). Default 256 MiB.
     pub fresh_tier_bytes: usize,
-    /// Index worker threads. Default: number of cores.
+    /// Index worker threads. Default: number of cores. A new space's index gets one
+    /// shard (graph) per worker, up to 8, so workers can index one space in parallel.
     pub index_threads: usize,
     /// Largest index batch. Batches adapt to the queue: one record when it is short
     /// (latency), up to this many under load (throughput). Default 256.
@@ -142,6 +143,12 @@ impl EngineConfig {
 
     pub(crate) fn checkpoint_interval(&self) -> Duration {
         Duration::from_secs(self.checkpoint_interval_s)
+    }
+
+    /// Index shards of a new space: one per index worker, at most 8 (a shard takes
+    /// one insert at a time; a search visits every shard).
+    pub(crate) fn index_shards(&self) -> usize {
+        self.index_threads.clamp(1, 8)
     }
 
     /// Fresh-tier rows for a space of `dim` dimensions.

@@ -347,7 +347,7 @@ impl Engine {
             fs::create_dir_all(&dir).at(&dir)?;
             let (hnsw, ckpt) = match checkpoint::load(&dir, &info.config) {
                 Some(found) => found,
-                None => (Hnsw::new(&info.config)?, 0),
+                None => (Hnsw::new(&info.config, config.index_shards())?, 0),
             };
             checkpoints.insert(info.no, ckpt);
             let space = Space::new(
@@ -496,7 +496,7 @@ impl Engine {
         let space = Space::new(
             info.clone(),
             dir,
-            Hnsw::new(&info.config)?,
+            Hnsw::new(&info.config, self.inner.config.index_shards())?,
             0,
             self.inner.config.fresh_rows(info.config.dim),
         );

@@ -11,10 +11,13 @@
 //! by `add_lock` and each single `add` holds `index` exclusively, while searches hold
 //! it shared (a search waits for at most one insert, ~1 ms at 768-d). Growth also
 //! holds `index` exclusively. Checkpoint saves hold `add_lock` (searches go on).
-//! Parallel indexing comes from indexing different spaces at once.
+//! Parallel indexing of one space comes from shards: a space's index is several
+//! graphs (by default one per index worker, up to 8), each taking one insert at a
+//! time; a search visits them all and merges.
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 use crate::types::{IndexParams, Lsn, Metric, Precision, SpaceConfig};
@@ -50,8 +53,8 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-/// See the module docs.
-pub(crate) struct Hnsw {
+/// One graph.
+struct Shard {
     index: RwLock<usearch::Index>,
     add_lock: Mutex<()>,
     slots: Slots,
@@ -88,9 +91,9 @@ fn index_err(e: impl std::fmt::Display) -> Error {
     Error::Index(e.to_string())
 }
 
-impl Hnsw {
+impl Shard {
     /// An empty index for `config`.
-    pub(crate) fn new(config: &SpaceConfig) -> Result<Self> {
+    fn new(config: &SpaceConfig) -> Result<Self> {
         let index = usearch::Index::new(&options(config)).map_err(index_err)?;
         index
             .reserve_capacity_and_threads(MIN_CAPACITY, SLOTS)
@@ -99,7 +102,7 @@ impl Hnsw {
     }
 
     /// Loads a saved index; checks it matches `config`.
-    pub(crate) fn load(path: &Path, config: &SpaceConfig) -> Result<Self> {
+    fn load(path: &Path, config: &SpaceConfig) -> Result<Self> {
         let index = usearch::Index::new(&options(config)).map_err(index_err)?;
         index.load(&path.to_string_lossy()).map_err(index_err)?;
         if index.dimensions() != config.dim as usize {
@@ -120,7 +123,7 @@ impl Hnsw {
     }
 
     fn wrap(index: usearch::Index, config: &SpaceConfig) -> Self {
-        Hnsw {
+        Shard {
             index: RwLock::new(index),
             add_lock: Mutex::new(()),
             slots: Slots {
@@ -132,12 +135,12 @@ impl Hnsw {
     }
 
     /// Records in the graph.
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.index.read().size()
     }
 
     /// True if `lsn` is in the graph.
-    pub(crate) fn contains(&self, lsn: Lsn) -> bool {
+    fn contains(&self, lsn: Lsn) -> bool {
         self.index.read().contains(lsn)
     }
 
@@ -160,10 +163,9 @@ impl Hnsw {
         Ok(())
     }
 
-    /// Inserts a batch of `(lsn, vector)`. A key already present is skipped, so a
-    /// retried batch is harmless.
-    pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
-        let _adding = self.add_lock.lock();
+    /// Inserts a batch of `(lsn, vector)`; the caller holds `add_lock`. A key
+    /// already present is skipped.
+    fn add_locked(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
         self.ensure_capacity(rows.len())?;
         for (lsn, v) in rows {
             if v.len() != self.dim {
@@ -184,7 +186,7 @@ impl Hnsw {
     }
 
     /// Approximate top-`k` among keys accepted by `filter`: `(lsn, distance)`.
-    pub(crate) fn search(
+    fn search(
         &self,
         cue: &[f32],
         k: usize,
@@ -200,15 +202,137 @@ impl Hnsw {
     }
 
     /// Writes the index to `path` (inserts wait; searches continue).
-    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+    fn save(&self, path: &Path) -> Result<()> {
         let _no_adds = self.add_lock.lock();
         let index = self.index.read();
         index.save(&path.to_string_lossy()).map_err(index_err)
     }
 
     /// Bytes of memory the index has reserved.
-    pub(crate) fn memory_bytes(&self) -> usize {
+    fn memory_bytes(&self) -> usize {
         self.index.read().memory_usage()
+    }
+}
+
+/// The HNSW index of one space: one or more shards (graphs). Each shard takes one
+/// insert at a time (see the module docs), so shards are what lets several workers
+/// index one space at once; a search visits every shard and merges the results.
+pub(crate) struct Hnsw {
+    shards: Vec<Shard>,
+    /// Where the next insert starts looking for a free shard.
+    next: AtomicUsize,
+}
+
+impl Hnsw {
+    /// An empty index of `shards` graphs (at least 1).
+    pub(crate) fn new(config: &SpaceConfig, shards: usize) -> Result<Self> {
+        let shards = (0..shards.max(1))
+            .map(|_| Shard::new(config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Hnsw {
+            shards,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Loads one shard per file; checks each matches `config`.
+    pub(crate) fn load(paths: &[PathBuf], config: &SpaceConfig) -> Result<Self> {
+        if paths.is_empty() {
+            return Err(Error::Index("a checkpoint names no index file".into()));
+        }
+        let shards = paths
+            .iter()
+            .map(|p| Shard::load(p, config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Hnsw {
+            shards,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Number of shards.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Records in the index.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
+    }
+
+    /// True if `lsn` is in some shard.
+    pub(crate) fn contains(&self, lsn: Lsn) -> bool {
+        self.shards.iter().any(|s| s.contains(lsn))
+    }
+
+    /// Inserts a batch of `(lsn, vector)` into a shard no other insert is using (or
+    /// waits for one). Keys already present in any shard are skipped, so a retried
+    /// batch is harmless.
+    pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
+        let rows: Vec<(Lsn, &[f32])> = rows
+            .iter()
+            .copied()
+            .filter(|(lsn, _)| !self.contains(*lsn))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let n = self.shards.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for k in 0..n {
+            let shard = &self.shards[(start + k) % n];
+            if let Some(_adding) = shard.add_lock.try_lock() {
+                return shard.add_locked(&rows);
+            }
+        }
+        let shard = &self.shards[start];
+        let _adding = shard.add_lock.lock();
+        shard.add_locked(&rows)
+    }
+
+    /// Approximate top-`k` among keys accepted by `filter`, over all shards:
+    /// `(lsn, distance)`, nearest first.
+    pub(crate) fn search(
+        &self,
+        cue: &[f32],
+        k: usize,
+        filter: &dyn Fn(Lsn) -> bool,
+    ) -> Result<Vec<(Lsn, f32)>> {
+        if self.shards.len() == 1 {
+            return self.shards[0].search(cue, k, filter);
+        }
+        let mut all = Vec::with_capacity(k * self.shards.len());
+        for shard in &self.shards {
+            all.extend(shard.search(cue, k, filter)?);
+        }
+        all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        Ok(all)
+    }
+
+    /// Writes shard `i` to `paths[i]` (inserts into that shard wait; searches go on).
+    pub(crate) fn save(&self, paths: &[PathBuf]) -> Result<()> {
+        if paths.len() != self.shards.len() {
+            return Err(Error::Index(format!(
+                "{} paths for {} shards",
+                paths.len(),
+                self.shards.len()
+            )));
+        }
+        for (shard, path) in self.shards.iter().zip(paths) {
+            shard.save(path)?;
+        }
+        Ok(())
+    }
+
+    /// Records per shard.
+    pub(crate) fn shard_lens(&self) -> Vec<usize> {
+        self.shards.iter().map(Shard::len).collect()
+    }
+
+    /// Bytes of memory the shards have reserved.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.shards.iter().map(Shard::memory_bytes).sum()
     }
 }
 
@@ -226,7 +350,7 @@ mod tests {
                 ..Default::default()
             },
         };
-        let h = Hnsw::new(&cfg).unwrap();
+        let h = Hnsw::new(&cfg, 2).unwrap();
         let rows: Vec<(Lsn, Vec<f32>)> = (1..=3000)
             .map(|i| (i, vec![i as f32, 0.0, 0.0, 0.0]))
             .collect();
@@ -244,9 +368,10 @@ mod tests {
             vec![1500, 1499, 1498]
         );
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.usearch");
+        let p = vec![dir.path().join("i0.usearch"), dir.path().join("i1.usearch")];
         h.save(&p).unwrap();
         let back = Hnsw::load(&p, &cfg).unwrap();
+        assert_eq!(back.shard_count(), 2);
         assert_eq!(back.len(), 3000);
         assert!(back.contains(42));
         assert_eq!(
@@ -273,13 +398,14 @@ mod concurrency_tests {
             .collect()
     }
 
-    /// Two threads inserting into one graph through `add_batch` (serialised) while
-    /// a third searches: every node must stay reachable by its own vector.
+    /// Two threads inserting through `add_batch` (one shard: serialised; two shards:
+    /// in parallel) while a third searches: every node must stay reachable by its own
+    /// vector, and none is stored twice.
     #[test]
     fn concurrent_add_batch_keeps_every_node_reachable() {
         for round in 0..8u64 {
             let cfg = SpaceConfig::new(12);
-            let h = Arc::new(Hnsw::new(&cfg).unwrap());
+            let h = Arc::new(Hnsw::new(&cfg, 1 + (round as usize % 2)).unwrap());
             let rows = Arc::new(vectors(round + 1, 1500, 12));
             let writers: Vec<_> = (0..2)
                 .map(|t| {

@@ -1,13 +1,13 @@
-//! Per-space checkpoints: the usearch index file plus `checkpoint.json`, which names
-//! the file, its size and CRC32C, and the LSN it covers (every LSN up to it is in the
-//! file). A new index file gets a new name; the JSON is switched atomically after
-//! the file is durable; only then is the old file deleted. So a crash at any point
-//! leaves either the old or the new checkpoint intact.
+//! Per-space checkpoints: one usearch file per index shard plus `checkpoint.json`,
+//! which names the files, their sizes and CRC32Cs, and the LSN the checkpoint covers
+//! (every LSN up to it is in the files). New files get new names; the JSON is
+//! switched atomically after the files are durable; only then are the old files
+//! deleted. So a crash at any point leaves either the old or the new checkpoint intact.
 
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::catalog::write_atomic;
 use crate::error::{Error, IoContext, Result};
@@ -19,10 +19,30 @@ const META: &str = "checkpoint.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Meta {
     lsn: Lsn,
+    /// One per shard.
+    #[serde(default)]
+    files: Vec<FileMeta>,
+    /// Before shards (one file): that file. Still read.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    legacy: Option<FileMeta>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileMeta {
     file: String,
     bytes: u64,
     crc32c: u32,
     count: u64,
+}
+
+impl Meta {
+    fn files(&self) -> Vec<FileMeta> {
+        if self.files.is_empty() {
+            self.legacy.iter().cloned().collect()
+        } else {
+            self.files.clone()
+        }
+    }
 }
 
 fn file_crc(path: &Path) -> Result<(u64, u32)> {
@@ -41,23 +61,35 @@ fn file_crc(path: &Path) -> Result<(u64, u32)> {
 
 /// Saves `hnsw` as the checkpoint covering `lsn`.
 pub(crate) fn save(dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
-    let name = format!("index-{lsn:016}.usearch");
-    let path = dir.join(&name);
-    hnsw.save(&path)?;
-    File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
-    let (bytes, crc32c) = file_crc(&path)?;
+    let names: Vec<String> = (0..hnsw.shard_count())
+        .map(|i| format!("index-{lsn:016}-{i}.usearch"))
+        .collect();
+    let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    hnsw.save(&paths)?;
+    let counts = hnsw.shard_lens();
+    let mut files = Vec::with_capacity(names.len());
+    for ((name, path), count) in names.iter().zip(&paths).zip(counts) {
+        File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        let (bytes, crc32c) = file_crc(path)?;
+        files.push(FileMeta {
+            file: name.clone(),
+            bytes,
+            crc32c,
+            count: count as u64,
+        });
+    }
     let old = read_meta(dir).ok().flatten();
     let meta = Meta {
         lsn,
-        file: name.clone(),
-        bytes,
-        crc32c,
-        count: hnsw.len() as u64,
+        files,
+        legacy: None,
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&dir.join(META), &json)?;
-    if let Some(old) = old.filter(|o| o.file != name) {
-        let _ = fs::remove_file(dir.join(old.file)); // a leftover file is harmless
+    if let Some(old) = old {
+        for f in old.files().into_iter().filter(|f| !names.contains(&f.file)) {
+            let _ = fs::remove_file(dir.join(f.file)); // a leftover file is harmless
+        }
     }
     Ok(())
 }
@@ -84,24 +116,29 @@ pub(crate) fn load(dir: &Path, config: &SpaceConfig) -> Option<(Hnsw, Lsn)> {
         let Some(meta) = read_meta(dir)? else {
             return Ok(None);
         };
-        let path = dir.join(&meta.file);
-        let (bytes, crc) = file_crc(&path)?;
-        if bytes != meta.bytes || crc != meta.crc32c {
-            return Err(Error::Corruption {
-                path,
-                offset: 0,
-                detail: format!(
-                    "index file has {bytes} bytes / crc {crc:08x}, checkpoint says {} / {:08x}",
-                    meta.bytes, meta.crc32c
-                ),
-            });
+        let files = meta.files();
+        let mut paths = Vec::with_capacity(files.len());
+        for f in &files {
+            let path = dir.join(&f.file);
+            let (bytes, crc) = file_crc(&path)?;
+            if bytes != f.bytes || crc != f.crc32c {
+                return Err(Error::Corruption {
+                    path,
+                    offset: 0,
+                    detail: format!(
+                        "index file has {bytes} bytes / crc {crc:08x}, checkpoint says {} / {:08x}",
+                        f.bytes, f.crc32c
+                    ),
+                });
+            }
+            paths.push(path);
         }
-        let hnsw = Hnsw::load(&path, config)?;
-        if hnsw.len() as u64 != meta.count {
+        let hnsw = Hnsw::load(&paths, config)?;
+        let want: u64 = files.iter().map(|f| f.count).sum();
+        if hnsw.len() as u64 != want {
             return Err(Error::Index(format!(
-                "index holds {} records, checkpoint says {}",
-                hnsw.len(),
-                meta.count
+                "index holds {} records, checkpoint says {want}",
+                hnsw.len()
             )));
         }
         Ok(Some((hnsw, meta.lsn)))
