@@ -22,6 +22,7 @@ fn run(producers: u64, consumers: usize) {
                         lsn: p * ITEMS + i,
                         bytes: 3000,
                         recorded_at_us: 0,
+                        retried: false,
                     };
                     q.push(Lane::ALL[(i % 3) as usize], item);
                 }

@@ -129,6 +129,7 @@ impl CommitSink for Registry {
                             lsn: c.lsn,
                             bytes: c.body.len() as u32,
                             recorded_at_us: rec.recorded_at_us,
+                            retried: false,
                         },
                     );
                 }
@@ -816,6 +817,7 @@ fn recover_record(
                 lsn: c.lsn,
                 bytes: c.body.len() as u32,
                 recorded_at_us: rec.recorded_at_us,
+                retried: false,
             },
         );
     }

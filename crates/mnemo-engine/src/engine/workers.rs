@@ -5,8 +5,8 @@
 //!   batch (weighted fair over lanes), and puts the space back at the end of the ring
 //!   if it has more, so busy spaces cannot starve quiet ones and an idle worker picks
 //!   up the next batch of a busy space.
-//! - Batch size adapts: the space's depth shared among the workers, from 1 (short
-//!   queue: lowest latency) up to `index_batch` (under load: throughput).
+//! - Batch size adapts: a quarter of the space's depth shared among the workers,
+//!   from 1 (short queue: lowest latency) up to `index_batch` (under load: throughput).
 //! - A batch is held by a guard: if its worker panics, the guard puts the records
 //!   back in the high lane, and the worker loop restarts.
 
@@ -55,7 +55,9 @@ fn worker_loop(inner: &Inner) {
         let Some(space) = reg.get(no) else {
             continue; // dropped
         };
-        let max = (space.queue.len() / workers).clamp(1, inner.config.index_batch);
+        // A quarter of this worker's share of the queue: big enough to amortise, small
+        // enough that workers finish a burst together instead of one holding the tail.
+        let max = (space.queue.len() / (4 * workers)).clamp(1, inner.config.index_batch);
         let batch = space.queue.pop_batch(max);
         if space.queue.reschedule_after_take() {
             reg.ring.push(no);
@@ -111,7 +113,13 @@ impl Drop for Held<'_> {
             return;
         }
         for item in self.items.drain(..) {
-            self.space.queue.push(Lane::High, item);
+            self.space.queue.push(
+                Lane::High,
+                Item {
+                    retried: true,
+                    ..item
+                },
+            );
         }
         self.reg.schedule(self.space);
     }
@@ -135,7 +143,9 @@ pub(super) fn index_items(space: &Space, items: &[Item]) -> Result<()> {
     }
     let rows = space.fresh.rows(&lsns);
     let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|(l, v)| (*l, v.as_slice())).collect();
-    space.hnsw.add_batch(&refs)?;
+    // Only a retried batch can have rows in the graph already (in any shard).
+    let retried = items.iter().any(|i| i.retried);
+    space.hnsw.add_batch(&refs, retried)?;
     space.fresh.mark_indexed(&lsns);
     space.refresh_indexed();
     Ok(())

@@ -266,13 +266,14 @@ impl Hnsw {
     }
 
     /// Inserts a batch of `(lsn, vector)` into a shard no other insert is using (or
-    /// waits for one). Keys already present in any shard are skipped, so a retried
-    /// batch is harmless.
-    pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
+    /// waits for one). A key already in the chosen shard is skipped; with
+    /// `check_all_shards` (a retried batch) keys present in any shard are skipped.
+    /// The check is opt-in because looking into a shard waits for its current insert.
+    pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])], check_all_shards: bool) -> Result<()> {
         let rows: Vec<(Lsn, &[f32])> = rows
             .iter()
             .copied()
-            .filter(|(lsn, _)| !self.contains(*lsn))
+            .filter(|(lsn, _)| !(check_all_shards && self.contains(*lsn)))
             .collect();
         if rows.is_empty() {
             return Ok(());
@@ -355,8 +356,8 @@ mod tests {
             .map(|i| (i, vec![i as f32, 0.0, 0.0, 0.0]))
             .collect();
         let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|(l, v)| (*l, v.as_slice())).collect();
-        h.add_batch(&refs).unwrap();
-        h.add_batch(&refs[..10]).unwrap(); // re-adding is harmless
+        h.add_batch(&refs, false).unwrap();
+        h.add_batch(&refs[..10], true).unwrap(); // re-adding is harmless
         assert_eq!(h.len(), 3000);
         let got = h.search(&[2000.0, 0.0, 0.0, 0.0], 3, &|_| true).unwrap();
         assert_eq!(got[0].0, 2000);
@@ -414,7 +415,7 @@ mod concurrency_tests {
                         for chunk in rows.chunks(64).skip(t).step_by(2) {
                             let refs: Vec<(Lsn, &[f32])> =
                                 chunk.iter().map(|(l, v)| (*l, v.as_slice())).collect();
-                            h.add_batch(&refs).unwrap();
+                            h.add_batch(&refs, false).unwrap();
                         }
                     })
                 })

@@ -41,6 +41,8 @@ pub struct Item {
     pub bytes: u32,
     /// When the engine received it (µs since epoch), for the observe→indexed latency.
     pub recorded_at_us: i64,
+    /// Put back after a failed or panicked attempt: part of it may be in the graph.
+    pub retried: bool,
 }
 
 /// One space's three lanes.
@@ -228,6 +230,7 @@ mod tests {
             lsn,
             bytes: 1,
             recorded_at_us: 0,
+            retried: false,
         }
     }
 
