@@ -204,6 +204,15 @@ mod tests {
     }
 
     #[test]
+    fn credit_window_shrinks_under_pressure() {
+        assert_eq!(
+            [Normal, Warning, Critical, Overloaded].map(|s| s.window(1024)),
+            [1024, 512, 128, 1]
+        );
+        assert_eq!(Critical.window(4), 1, "never zero");
+    }
+
+    #[test]
     fn retry_after_follows_the_drain_rate() {
         assert_eq!(retry_after(1000.0, 1000.0), Duration::from_secs(1));
         assert_eq!(retry_after(1.0, 1e9), RETRY_AFTER_MIN);

@@ -280,3 +280,35 @@ fn fifo_per_session_under_8_concurrent_sessions() {
     let m = e.get("s", 1).unwrap();
     assert!(m.session_id.starts_with('w') && m.session_seq >= 1);
 }
+
+/// A busy space cannot starve a quiet one: with one index worker and thousands of
+/// records queued in space A, a few records of space B are indexed long before A is.
+#[test]
+fn a_busy_space_does_not_starve_a_quiet_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.index_threads = 1;
+    let e = mnemo_engine::Engine::open(cfg).unwrap();
+    e.create_space("busy", SpaceConfig::new(384)).unwrap();
+    e.create_space("quiet", SpaceConfig::new(384)).unwrap();
+    let mut r = rng(4);
+    let n = 4000u64;
+    let tickets: Vec<_> = (0..n)
+        .map(|_| {
+            e.observe("busy", obs("b", random_vec(&mut r, 384)))
+                .unwrap()
+        })
+        .collect();
+    for t in tickets {
+        t.wait().unwrap();
+    }
+    for _ in 0..5 {
+        e.observe_blocking("quiet", obs("q", random_vec(&mut r, 384)))
+            .unwrap();
+    }
+    e.wait_indexed("quiet", 5, Duration::from_secs(30)).unwrap();
+    let busy = e.describe_space("busy").unwrap().1.indexed_count;
+    assert!(busy < n, "quiet space waited for all {n} busy records");
+    e.wait_indexed("busy", n, Duration::from_secs(120)).unwrap();
+    e.close().unwrap();
+}
