@@ -114,6 +114,7 @@ impl CommitSink for Registry {
     fn committed(&self, batch: &[Committed<'_>]) {
         let spaces = self.by_no.read();
         let mut touched: HashMap<SpaceNo, Lsn> = HashMap::new();
+        let mut accepted = 0u64;
         for c in batch {
             let Some(space) = spaces.get(&c.space) else {
                 // Dropped while its append was in flight: retire its admission.
@@ -136,16 +137,18 @@ impl CommitSink for Registry {
                 // Cannot happen (the engine encoded it); if it did, the record stays in
                 // the log and readable, but the watermark still moves so nothing stalls.
                 Err(e) => {
+                    space.fresh.release(1);
                     self.budget.release(1, c.body.len());
                     tracing::error!(space = space.info.name, lsn = c.lsn, error = %e, "undecodable committed record")
                 }
             }
             touched.insert(c.space, c.lsn);
+            accepted += 1;
         }
         self.counters
             .accepted
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        metrics::counter!(names::ACCEPTED).increment(batch.len() as u64);
+            .fetch_add(accepted, Ordering::Relaxed);
+        metrics::counter!(names::ACCEPTED).increment(accepted);
         let touched: Vec<(Arc<Space>, Lsn)> = touched
             .into_iter()
             .filter_map(|(no, lsn)| spaces.get(&no).map(|s| (Arc::clone(s), lsn)))
