@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::{Inner, ObserveTicket};
+use super::{Inner, ObserveTicket, Observed};
 use crate::error::{Error, Result};
 use crate::ingest::stats::{Counters, names};
 use crate::log::Log;
@@ -412,19 +412,20 @@ fn duplicate_ack(seq: u64, state: &SessionState, engine: &Inner) -> Result<Optio
     Ok(None)
 }
 
+fn accepted(seq: u64, o: Observed) -> Ack {
+    Ack {
+        seq,
+        lsn: o.lsn,
+        id: o.id,
+        kind: AckKind::Accepted,
+    }
+}
+
 impl SessionTicket {
     /// Blocks until acked. Not for use inside an async runtime (`.await` instead).
     pub fn wait(self) -> Result<Ack> {
         match self.0 {
-            Kind::Fresh { seq, ticket, .. } => {
-                let o = ticket.wait()?;
-                Ok(Ack {
-                    seq,
-                    lsn: o.lsn,
-                    id: o.id,
-                    kind: AckKind::Accepted,
-                })
-            }
+            Kind::Fresh { seq, ticket, .. } => ticket.wait().map(|o| accepted(seq, o)),
             Kind::Duplicate { seq, state, engine } => loop {
                 let seen = state.space.committed.get();
                 if let Some(ack) = duplicate_ack(seq, &state, &engine)? {
@@ -451,14 +452,9 @@ impl IntoFuture for SessionTicket {
                     ticket,
                     _credit,
                 } => {
-                    let o = ticket.await?;
-                    drop(_credit);
-                    Ok(Ack {
-                        seq,
-                        lsn: o.lsn,
-                        id: o.id,
-                        kind: AckKind::Accepted,
-                    })
+                    let res = ticket.await;
+                    drop(_credit); // the credit returns with the ack
+                    res.map(|o| accepted(seq, o))
                 }
                 Kind::Duplicate { seq, state, engine } => loop {
                     let changed = state.space.committed.changed();
