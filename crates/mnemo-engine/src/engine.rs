@@ -543,6 +543,9 @@ impl Engine {
         *catalog = next;
         space.dropped.store(true, Ordering::Release);
         self.inner.registry.by_no.write().remove(&space.info.no);
+        // Waiters on its watermarks find out it is gone.
+        space.indexed.wake();
+        space.committed.wake();
         // Retire what was waiting for its index (workers skip a space they cannot find).
         for (_, item) in space.queue.pop_batch(usize::MAX) {
             self.inner.registry.budget.release(1, item.bytes as usize);
@@ -702,6 +705,26 @@ impl Engine {
             })
     }
 
+    /// Resolves once everything up to `lsn` is in the HNSW graph (async; no timeout:
+    /// wrap it in one). Fails if the space is dropped meanwhile.
+    pub fn indexed(
+        &self,
+        space: &str,
+        lsn: Lsn,
+    ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+        let space = self.inner.registry.by_name(space)?;
+        Ok(async move {
+            loop {
+                let changed = space.indexed.changed();
+                if space.indexed.get() >= lsn {
+                    return Ok(());
+                }
+                space.check_live()?;
+                changed.await;
+            }
+        })
+    }
+
     /// Checkpoints one space now; returns the LSN the checkpoint covers.
     pub fn checkpoint(&self, space: &str) -> Result<Lsn> {
         self.inner.registry.by_name(space)?.checkpoint()
@@ -725,6 +748,13 @@ impl Engine {
     /// Stops the workers, commits what is queued, checkpoints every space and
     /// closes the log. Unindexed records are replayed from the log at next open.
     pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    /// [`Engine::close`] for an engine shared behind an `Arc`: the same drain,
+    /// checkpoint and log close; afterwards every call fails with `ShuttingDown`.
+    /// A second call does nothing.
+    pub fn close_shared(&self) -> Result<()> {
         self.shutdown()
     }
 

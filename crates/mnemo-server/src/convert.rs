@@ -1,0 +1,210 @@
+//! Conversions between protocol messages and engine types, and the one mapping
+//! from engine errors to gRPC status codes.
+
+use mnemo_engine as engine;
+use mnemo_engine::Error;
+use std::time::Duration;
+use tonic::{Code, Status};
+
+use crate::pb;
+
+/// The gRPC status for an engine error. Retryable refusals carry the
+/// `grpc-retry-pushback-ms` trailer (and the delay in the message).
+pub fn status(e: Error) -> Status {
+    let msg = e.to_string();
+    let (code, retry) = match &e {
+        Error::InvalidArgument(_) => (Code::InvalidArgument, None),
+        Error::SpaceNotFound(_) | Error::SessionNotFound(_) => (Code::NotFound, None),
+        Error::SpaceExists(_) => (Code::AlreadyExists, None),
+        Error::Overloaded { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
+        Error::TooManySessions { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
+        Error::WindowExceeded { .. } => (Code::ResourceExhausted, Some(Duration::from_millis(10))),
+        Error::Timeout { .. } => (Code::DeadlineExceeded, None),
+        Error::SnapshotInFuture { .. } => (Code::OutOfRange, None),
+        Error::SequenceGap { .. } | Error::SessionClosed { .. } => (Code::FailedPrecondition, None),
+        Error::Corruption { .. } => (Code::DataLoss, None),
+        Error::ShuttingDown => (Code::Unavailable, None),
+        Error::Poisoned(_) | Error::Io { .. } | Error::Index(_) => (Code::Internal, None),
+        _ => (Code::Internal, None),
+    };
+    let mut status = Status::new(code, msg);
+    if let Some(d) = retry
+        && let Ok(v) = d.as_millis().to_string().parse()
+    {
+        status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+    }
+    status
+}
+
+/// A protocol observation as an engine observation (not yet validated).
+pub(crate) fn observation(o: pb::Observation) -> Result<engine::Observation, Status> {
+    let id = if o.id.is_empty() {
+        None
+    } else {
+        Some(
+            uuid::Uuid::parse_str(&o.id)
+                .map_err(|e| Status::invalid_argument(format!("id is not a UUID: {e}")))?,
+        )
+    };
+    Ok(engine::Observation {
+        id,
+        content: o.content,
+        embedding: o.embedding,
+        confidence: o.confidence,
+        occurred_at_us: o.occurred_at_us,
+        tags: o.tags.into_iter().collect(),
+        session_id: String::new(),
+        session_seq: 0,
+    })
+}
+
+/// The engine lane of a protocol lane.
+pub(crate) fn lane(l: i32) -> engine::Lane {
+    match pb::Lane::try_from(l) {
+        Ok(pb::Lane::High) => engine::Lane::High,
+        Ok(pb::Lane::Low) => engine::Lane::Low,
+        _ => engine::Lane::Normal,
+    }
+}
+
+/// A memory for the wire.
+pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
+    pb::Memory {
+        id: m.id.to_string(),
+        lsn: m.lsn,
+        score: m.score,
+        confidence: m.confidence,
+        content: m.content,
+        tags: m.tags.into_iter().collect(),
+        occurred_at_us: m.occurred_at_us,
+        recorded_at_us: m.recorded_at_us,
+        session_id: m.session_id,
+        session_sequence: m.session_seq,
+        embedding: if with_embedding {
+            m.embedding
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// An engine recall request from the protocol's.
+pub(crate) fn recall_request(r: &pb::RecallRequest) -> engine::RecallRequest {
+    let k = if r.k == 0 { 10 } else { r.k as usize };
+    let mut req = engine::RecallRequest::new(r.cue.clone(), k);
+    req.snapshot = if r.min_lsn > 0 {
+        engine::SnapshotSpec::AtLeast(r.min_lsn)
+    } else if r.snapshot_lsn > 0 {
+        engine::SnapshotSpec::At(r.snapshot_lsn)
+    } else {
+        engine::SnapshotSpec::Latest
+    };
+    if r.max_wait_ms > 0 {
+        req.max_wait = Duration::from_millis(u64::from(r.max_wait_ms));
+    }
+    req
+}
+
+/// Space configuration from a create request (0 = default for each parameter).
+pub(crate) fn space_config(r: &pb::CreateSpaceRequest) -> engine::SpaceConfig {
+    let mut c = engine::SpaceConfig::new(r.dim);
+    c.metric = match pb::Metric::try_from(r.metric) {
+        Ok(pb::Metric::L2) => engine::Metric::L2,
+        Ok(pb::Metric::InnerProduct) => engine::Metric::InnerProduct,
+        _ => engine::Metric::Cosine,
+    };
+    c.index.precision = match pb::Precision::try_from(r.precision) {
+        Ok(pb::Precision::F32) => engine::Precision::F32,
+        Ok(pb::Precision::I8) => engine::Precision::I8,
+        _ => engine::Precision::F16,
+    };
+    if r.m > 0 {
+        c.index.m = r.m;
+    }
+    if r.ef_construction > 0 {
+        c.index.ef_construction = r.ef_construction;
+    }
+    if r.ef_search > 0 {
+        c.index.ef_search = r.ef_search;
+    }
+    c
+}
+
+/// A space description for the wire.
+pub(crate) fn space_info(i: &engine::SpaceInfo) -> pb::SpaceInfo {
+    pb::SpaceInfo {
+        name: i.name.clone(),
+        dim: i.config.dim,
+        metric: match i.config.metric {
+            engine::Metric::Cosine => pb::Metric::Cosine,
+            engine::Metric::L2 => pb::Metric::L2,
+            engine::Metric::InnerProduct => pb::Metric::InnerProduct,
+        } as i32,
+        precision: match i.config.index.precision {
+            engine::Precision::F16 => pb::Precision::F16,
+            engine::Precision::F32 => pb::Precision::F32,
+            engine::Precision::I8 => pb::Precision::I8,
+        } as i32,
+        m: i.config.index.m,
+        ef_construction: i.config.index.ef_construction,
+        ef_search: i.config.index.ef_search,
+        created_at_us: i.created_at_us,
+    }
+}
+
+/// Space counters for the wire.
+pub(crate) fn space_stats(s: &engine::SpaceStats) -> pb::SpaceStats {
+    pb::SpaceStats {
+        committed_lsn: s.committed_lsn,
+        indexed_lsn: s.indexed_lsn,
+        indexed_count: s.indexed_count,
+        fresh_count: s.fresh_count,
+        checkpoint_lsn: s.checkpoint_lsn,
+    }
+}
+
+/// A pressure sample as a stream status.
+pub(crate) fn stream_status(p: &engine::PressureReport) -> pb::StreamStatus {
+    pb::StreamStatus {
+        state: match p.state {
+            engine::PressureState::Normal => pb::PressureState::Normal,
+            engine::PressureState::Warning => pb::PressureState::Warning,
+            engine::PressureState::Critical => pb::PressureState::Critical,
+            engine::PressureState::Overloaded => pb::PressureState::OverloadedState,
+        } as i32,
+        pressure: p.pressure as f32,
+        queue_depth: p.queue_items as u64,
+        queue_capacity: p.queue_max_items as u64,
+        credit_window: p.credit_window,
+        suggested_batch: p.suggested_batch,
+        retry_after_ms: p.retry_after.as_millis() as u64,
+        drain_rate: p.drain_rate,
+    }
+}
+
+/// A per-item refusal as a REJECTED ack (the stream goes on).
+pub(crate) fn rejected(sequence: u64, e: &Error) -> pb::Ack {
+    let (code, retry, expected) = match e {
+        Error::Overloaded { retry_after, .. } => (pb::RejectCode::Overloaded, *retry_after, 0),
+        Error::WindowExceeded { .. } => {
+            (pb::RejectCode::WindowExceeded, Duration::from_millis(10), 0)
+        }
+        Error::SequenceGap { expected, .. } => {
+            (pb::RejectCode::SequenceGap, Duration::ZERO, *expected)
+        }
+        Error::SessionClosed { .. } => (pb::RejectCode::SessionClosed, Duration::ZERO, 0),
+        Error::ShuttingDown | Error::Poisoned(_) => {
+            (pb::RejectCode::Unavailable, Duration::ZERO, 0)
+        }
+        _ => (pb::RejectCode::Invalid, Duration::ZERO, 0),
+    };
+    pb::Ack {
+        sequence,
+        status: pb::AckStatus::Rejected as i32,
+        reason: e.to_string(),
+        retry_after_ms: retry.as_millis() as u64,
+        code: code as i32,
+        expected_sequence: expected,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,38 @@
+//! # mnemo-server
+//!
+//! The gRPC face of Mnemo (package `mnemo.v1`, `proto/mnemo/v1/mnemo.proto`) over
+//! [`mnemo_engine`]: Observe sessions, streaming Recall, unary helpers, space admin,
+//! Stats, plus the standard health and reflection services. Guarantees:
+//! docs/protocol.md.
+
+mod convert;
+mod server;
+mod service;
+
+pub use convert::status;
+pub use server::{ServeError, serve};
+pub use service::{EngineSlot, Limits, MnemoService};
+
+/// Generated protocol types and service stubs.
+pub mod pb {
+    #![allow(missing_docs, unreachable_pub, clippy::all, clippy::unwrap_used)]
+    tonic::include_proto!("mnemo.v1");
+
+    /// Encoded descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/mnemo_descriptor.bin"));
+}
+
+/// This process's resident and peak resident memory, bytes (0 where unknown).
+pub fn rss_bytes() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
