@@ -1,0 +1,167 @@
+//! Space admin, unary calls, errors mapped to status codes, health, reflection.
+use mnemo_server::pb;
+use tonic::Code;
+
+use crate::common::{TestServer, create_space, random_vec, rng};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spaces_remember_recall_once_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "notes", 8).await;
+    let err = c
+        .create_space(pb::CreateSpaceRequest {
+            name: "notes".into(),
+            dim: 8,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = c
+        .create_space(pb::CreateSpaceRequest {
+            name: "bad".into(),
+            dim: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let mut r = rng(1);
+    let v = random_vec(&mut r, 8);
+    let done = c
+        .remember(pb::RememberRequest {
+            space: "notes".into(),
+            observation: Some(pb::Observation {
+                content: "tea".into(),
+                embedding: v.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.lsn, 1);
+    // Bad input: precise status, nothing written.
+    for (emb, what) in [(vec![1.0; 7], "dimension"), (vec![f32::NAN; 8], "NaN")] {
+        let err = c
+            .remember(pb::RememberRequest {
+                space: "notes".into(),
+                observation: Some(pb::Observation {
+                    embedding: emb,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}");
+    }
+    let err = c
+        .remember(pb::RememberRequest {
+            space: "nope".into(),
+            observation: Some(pb::Observation {
+                embedding: v.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let hits = c
+        .recall_once(pb::RecallRequest {
+            space: "notes".into(),
+            cue: v.clone(),
+            k: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hits.snapshot_lsn, 1);
+    assert_eq!(hits.memories[0].id, done.memory_id);
+    assert_eq!(hits.memories[0].content, "tea");
+
+    let d = c
+        .describe_space(pb::DescribeSpaceRequest {
+            name: "notes".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.stats.unwrap().committed_lsn, 1);
+    let list = c
+        .list_spaces(pb::ListSpacesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.spaces.len(), 1);
+    let stats = c.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    assert!(stats.server_rss_bytes > 0);
+    assert_eq!(stats.accepted, 1);
+    c.drop_space(pb::DropSpaceRequest {
+        name: "notes".into(),
+    })
+    .await
+    .unwrap();
+    let err = c
+        .describe_space(pb::DescribeSpaceRequest {
+            name: "notes".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "mnemo.v1.Mnemo"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let msg = resp.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"mnemo.v1.Mnemo".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+    server.stop().await;
+}

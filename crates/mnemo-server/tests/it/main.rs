@@ -1,0 +1,12 @@
+//! Integration tests: a real server on a loopback port, a real tonic client.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod common;
+
+mod admin;
+mod observe;
