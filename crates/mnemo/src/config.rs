@@ -1,0 +1,123 @@
+//! `mnemo serve` configuration: defaults, then a TOML file, then `MNEMO_*`
+//! environment variables (nested keys with `__`, e.g. `MNEMO_ENGINE__LOG__DURABILITY`),
+//! then command-line flags: each overrides the one before.
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use mnemo_engine::EngineConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything `mnemo serve` runs with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct ServeConfig {
+    /// gRPC listen address. Default 127.0.0.1:7400.
+    pub(crate) listen: SocketAddr,
+    /// Prometheus `/metrics` address; "" disables it. Default 127.0.0.1:7401.
+    pub(crate) metrics: String,
+    /// Largest request message, bytes. Default 4 MiB.
+    pub(crate) max_message_bytes: usize,
+    /// The engine (data directory, log, index, ingestion).
+    pub(crate) engine: EngineConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            metrics: "127.0.0.1:7401".into(),
+            max_message_bytes: 4 << 20,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Command-line overrides (highest precedence).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ServeFlags {
+    /// TOML config file.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory (default ./mnemo-data).
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// gRPC listen address (default 127.0.0.1:7400).
+    #[arg(long)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Prometheus metrics address (default 127.0.0.1:7401; "" disables).
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
+}
+
+impl ServeFlags {
+    /// The effective configuration.
+    pub(crate) fn resolve(&self) -> anyhow::Result<ServeConfig> {
+        let mut fig = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(path) = &self.config {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("MNEMO_").split("__"));
+        let mut cfg: ServeConfig = fig.extract().context("reading the configuration")?;
+        if let Some(d) = &self.data_dir {
+            cfg.engine.data_dir = d.clone();
+        }
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(m) = &self.metrics {
+            cfg.metrics = m.clone();
+        }
+        cfg.engine.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mnemo.toml",
+                "listen = \"127.0.0.1:9000\"\nmetrics = \"\"\n[engine]\ndata_dir = \"from-file\"\nindex_threads = 3\n[engine.log]\ndurability = \"buffered\"\n",
+            )?;
+            jail.set_env("MNEMO_ENGINE__INDEX_THREADS", "5");
+            jail.set_env("MNEMO_LISTEN", "127.0.0.1:9100");
+            let flags = ServeFlags {
+                config: Some("mnemo.toml".into()),
+                data_dir: Some("from-flag".into()),
+                ..Default::default()
+            };
+            let cfg = flags.resolve().map_err(|e| e.to_string())?;
+            assert_eq!(cfg.engine.data_dir, PathBuf::from("from-flag"), "flag wins");
+            assert_eq!(cfg.engine.index_threads, 5, "env beats file");
+            assert_eq!(cfg.listen.port(), 9100, "env beats file");
+            assert_eq!(cfg.metrics, "", "file beats default");
+            assert_eq!(
+                cfg.engine.log.durability,
+                mnemo_engine::log::Durability::Buffered
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MNEMO_ENGINE__INDEX_THREADS", "0");
+            assert!(ServeFlags::default().resolve().is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,87 @@
+//! `mnemo`: the server (`mnemo serve`), client commands against a running server,
+//! and helpers. `mnemo --help` lists everything.
+
+mod client;
+mod config;
+mod observe;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mnemo", version, about = "Mnemo: a streaming memory server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded default: ./mnemo-data, 127.0.0.1:7400, metrics on :7401).
+    Serve(config::ServeFlags),
+    /// Print the effective server configuration (file < MNEMO_* env < flags) as TOML.
+    Config(config::ServeFlags),
+    /// Manage memory spaces on a running server.
+    Space {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::SpaceCommand,
+    },
+    /// Stream observations from a JSON-lines file into a space (resumes on reconnect).
+    Observe(observe::ObserveArgs),
+    /// Recall the memories nearest to a cue.
+    Recall(client::RecallArgs),
+    /// Server statistics.
+    Stats {
+        #[command(flatten)]
+        conn: client::Conn,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print synthetic clustered observations as JSON lines (for trying things out).
+    Synth(client::SynthArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(flags) => serve::run(flags.resolve()?).await,
+            Command::Config(flags) => {
+                print!("{}", toml::to_string_pretty(&flags.resolve()?)?);
+                Ok(())
+            }
+            Command::Space { conn, command } => client::space(conn, command).await,
+            Command::Observe(args) => observe::run(args).await,
+            Command::Recall(args) => client::recall(args).await,
+            Command::Stats { conn, json } => client::stats(conn, json).await,
+            Command::Synth(args) => client::synth(args),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

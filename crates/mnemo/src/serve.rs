@@ -1,0 +1,74 @@
+//! `mnemo serve`: metrics exporter, listener, signals, then the server.
+
+use anyhow::Context;
+use mnemo_engine::Engine;
+use std::time::Instant;
+
+use crate::config::ServeConfig;
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    if !cfg.metrics.is_empty() {
+        let addr: std::net::SocketAddr = cfg
+            .metrics
+            .parse()
+            .with_context(|| format!("metrics address '{}'", cfg.metrics))?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets(&[
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ])?
+            .install()
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+        tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let engine_cfg = cfg.engine.clone();
+    tracing::info!(
+        listen = %cfg.listen, data_dir = %engine_cfg.data_dir.display(),
+        "recovering data (health: NOT_SERVING until done)"
+    );
+    let started = Instant::now();
+    mnemo_server::serve(
+        listener,
+        move || Engine::open(engine_cfg),
+        mnemo_server::Limits {
+            max_message_bytes: cfg.max_message_bytes,
+        },
+        shutdown_signal(),
+        move |engine| {
+            tracing::info!(
+                spaces = engine.list_spaces().len(),
+                recovery_ms = started.elapsed().as_millis() as u64,
+                "mnemo ready on {}",
+                cfg.listen
+            );
+        },
+    )
+    .await?;
+    Ok(())
+}
