@@ -9,4 +9,5 @@
 mod common;
 
 mod admin;
+mod interop;
 mod observe;
