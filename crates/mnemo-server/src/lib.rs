@@ -8,6 +8,7 @@
 mod convert;
 mod server;
 mod service;
+mod stream;
 
 pub use convert::status;
 pub use server::{ServeError, serve};

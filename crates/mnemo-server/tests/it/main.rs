@@ -10,4 +10,5 @@ mod common;
 
 mod admin;
 mod interop;
+mod memory_stream;
 mod observe;

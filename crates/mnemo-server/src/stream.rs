@@ -1,0 +1,364 @@
+//! One session stream after Init, shared by `Observe` and `MemoryStream`: a task
+//! that selects over the client's messages, acks due (in sequence order), INDEXED
+//! notifications, recall results (MemoryStream), pressure changes and shutdown.
+//! The outbound channel is bounded, so a client that stops reading stops the task
+//! from reading further requests (HTTP/2 flow control then pushes back on it).
+
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use futures::{FutureExt, Stream, StreamExt};
+use mnemo_engine::{AckKind, Engine, Error, Session};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+
+use crate::convert::{self, status};
+use crate::pb;
+
+/// What the client sent, whichever stream it came on.
+pub(crate) enum Incoming {
+    Observation(pb::Observation),
+    Recall(pb::RecallQuery),
+    FlowControl(pb::FlowControl),
+    Close(pb::Close),
+    /// A second Init.
+    Init,
+    /// A message with no kind.
+    Empty,
+}
+
+impl From<pb::ObserveRequest> for Incoming {
+    fn from(m: pb::ObserveRequest) -> Self {
+        use pb::observe_request::Kind;
+        match m.kind {
+            Some(Kind::Observation(o)) => Incoming::Observation(o),
+            Some(Kind::FlowControl(f)) => Incoming::FlowControl(f),
+            Some(Kind::Close(c)) => Incoming::Close(c),
+            Some(Kind::Init(_)) => Incoming::Init,
+            None => Incoming::Empty,
+        }
+    }
+}
+
+impl From<pb::MemoryRequest> for Incoming {
+    fn from(m: pb::MemoryRequest) -> Self {
+        use pb::memory_request::Kind;
+        match m.kind {
+            Some(Kind::Observation(o)) => Incoming::Observation(o),
+            Some(Kind::Recall(q)) => Incoming::Recall(q),
+            Some(Kind::FlowControl(f)) => Incoming::FlowControl(f),
+            Some(Kind::Close(c)) => Incoming::Close(c),
+            Some(Kind::Init(_)) => Incoming::Init,
+            None => Incoming::Empty,
+        }
+    }
+}
+
+/// The server's messages of one stream type.
+pub(crate) trait Wire: Send + 'static {
+    fn acks(acks: Vec<pb::Ack>) -> Self;
+    fn status(s: pb::StreamStatus) -> Self;
+    fn closed(c: pb::Closed) -> Self;
+    /// `None` where the stream has no recall results (Observe).
+    fn recall(r: pb::RecallResult) -> Option<Self>
+    where
+        Self: Sized;
+}
+
+impl Wire for pb::ObserveResponse {
+    fn acks(acks: Vec<pb::Ack>) -> Self {
+        use pb::observe_response::Kind;
+        Self {
+            kind: Some(Kind::Acks(pb::AckBatch { acks })),
+        }
+    }
+    fn status(s: pb::StreamStatus) -> Self {
+        Self {
+            kind: Some(pb::observe_response::Kind::Status(s)),
+        }
+    }
+    fn closed(c: pb::Closed) -> Self {
+        Self {
+            kind: Some(pb::observe_response::Kind::Closed(c)),
+        }
+    }
+    fn recall(_: pb::RecallResult) -> Option<Self> {
+        None
+    }
+}
+
+impl Wire for pb::MemoryResponse {
+    fn acks(acks: Vec<pb::Ack>) -> Self {
+        Self {
+            kind: Some(pb::memory_response::Kind::Acks(pb::AckBatch { acks })),
+        }
+    }
+    fn status(s: pb::StreamStatus) -> Self {
+        Self {
+            kind: Some(pb::memory_response::Kind::Status(s)),
+        }
+    }
+    fn closed(c: pb::Closed) -> Self {
+        Self {
+            kind: Some(pb::memory_response::Kind::Closed(c)),
+        }
+    }
+    fn recall(r: pb::RecallResult) -> Option<Self> {
+        Some(Self {
+            kind: Some(pb::memory_response::Kind::Recall(r)),
+        })
+    }
+}
+
+/// Most INDEXED notifications a stream tracks at once; past it they are skipped
+/// (they are informational; ACCEPTED already means durable and visible).
+const MAX_INDEXED_PENDING: usize = 100_000;
+/// Most recalls of one MemoryStream running or waiting to be sent.
+const MAX_RECALLS_PENDING: usize = 16;
+
+type AckFuture = Pin<Box<dyn futures::Future<Output = pb::Ack> + Send>>;
+type RecallFuture = Pin<Box<dyn futures::Future<Output = Vec<pb::RecallResult>> + Send>>;
+
+pub(crate) type Inbound = Pin<Box<dyn Stream<Item = Result<Incoming, Status>> + Send>>;
+
+pub(crate) struct SessionStream<W> {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) space: String,
+    pub(crate) want_indexed: bool,
+    pub(crate) tx: mpsc::Sender<Result<W, Status>>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl<W: Wire> SessionStream<W> {
+    async fn send(&self, msg: W) -> bool {
+        self.tx.send(Ok(msg)).await.is_ok()
+    }
+
+    async fn fail(&self, st: Status) {
+        let _ = self.tx.send(Err(st)).await;
+    }
+
+    pub(crate) async fn run(self, session: Session, mut inbound: Inbound) {
+        let mut session = Some(session);
+        let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+        let mut indexed: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        let mut recalls: FuturesUnordered<RecallFuture> = FuturesUnordered::new();
+        let mut pressure = self.engine.subscribe_pressure();
+        let mut paused = false;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                msg = inbound.next() => {
+                    let msg = match msg {
+                        Some(Ok(m)) => m,
+                        // The client half-closed or went away: finish the acks in flight.
+                        None | Some(Err(_)) => break,
+                    };
+                    match msg {
+                        Incoming::Observation(o) => {
+                            let ack = match session.as_ref() {
+                                Some(s) => self.submit(s, o, &mut pending),
+                                None => Some(convert::rejected(o.sequence, &Error::SessionClosed { session: String::new(), why: "closed" })),
+                            };
+                            if let Some(rejected) = ack
+                                && !self.send(W::acks(vec![rejected])).await
+                            {
+                                return;
+                            }
+                        }
+                        Incoming::Recall(q) => {
+                            if recalls.len() >= MAX_RECALLS_PENDING {
+                                let busy = refused_recall(q.request_id, &Status::resource_exhausted(format!("more than {MAX_RECALLS_PENDING} recalls in flight on this stream")));
+                                if let Some(m) = W::recall(busy) && !self.send(m).await { return; }
+                            } else {
+                                recalls.push(self.recall(q));
+                            }
+                        }
+                        Incoming::FlowControl(f) => {
+                            paused = f.pause;
+                            if !paused {
+                                let status = convert::stream_status(&pressure.borrow_and_update());
+                                if !self.send(W::status(status)).await { return; }
+                            }
+                        }
+                        Incoming::Close(c) => {
+                            // Acks of everything sent first, then the close.
+                            while let Some(a) = pending.next().await {
+                                if !self.send(W::acks(vec![a])).await { return; }
+                            }
+                            let result = match session.take() {
+                                Some(s) => crate::service::blocking(move || s.close(c.drain, Duration::from_secs(60))).await,
+                                None => Err(Status::failed_precondition("the session is already closed")),
+                            };
+                            match result {
+                                Ok(final_sequence) => { let _ = self.send(W::closed(pb::Closed { final_sequence })).await; }
+                                Err(st) => self.fail(st).await,
+                            }
+                            return;
+                        }
+                        Incoming::Init => {
+                            self.fail(Status::invalid_argument("Init may only be the first message")).await;
+                            return;
+                        }
+                        Incoming::Empty => {
+                            self.fail(Status::invalid_argument("a request message with no content")).await;
+                            return;
+                        }
+                    }
+                }
+                Some(first) = pending.next(), if !pending.is_empty() => {
+                    let mut batch = vec![first];
+                    while let Some(Some(a)) = pending.next().now_or_never() {
+                        batch.push(a);
+                    }
+                    if self.want_indexed && indexed.len() < MAX_INDEXED_PENDING {
+                        for a in &batch {
+                            if a.status == pb::AckStatus::Accepted as i32 {
+                                self.track_indexed(a.clone(), &mut indexed);
+                            }
+                        }
+                    }
+                    if !self.send(W::acks(batch)).await { return; }
+                }
+                Some(a) = indexed.next(), if !paused && !indexed.is_empty() => {
+                    if !self.send(W::acks(vec![a])).await { return; }
+                }
+                Some(results) = recalls.next(), if !paused && !recalls.is_empty() => {
+                    for r in results {
+                        if let Some(m) = W::recall(r) && !self.send(m).await { return; }
+                    }
+                }
+                changed = pressure.changed() => {
+                    if changed.is_err() { return; }
+                    if !paused {
+                        let status = convert::stream_status(&pressure.borrow_and_update());
+                        if !self.send(W::status(status)).await { return; }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    while let Some(Some(a)) = pending.next().now_or_never() {
+                        let _ = self.send(W::acks(vec![a])).await;
+                    }
+                    self.fail(status(Error::ShuttingDown)).await;
+                    return;
+                }
+            }
+        }
+        while let Some(a) = pending.next().await {
+            if !self.send(W::acks(vec![a])).await {
+                return;
+            }
+        }
+    }
+
+    /// Submits one observation; a refusal comes back as the REJECTED ack to send.
+    fn submit(
+        &self,
+        session: &Session,
+        o: pb::Observation,
+        pending: &mut FuturesOrdered<AckFuture>,
+    ) -> Option<pb::Ack> {
+        let seq = o.sequence;
+        let lane = convert::lane(o.lane);
+        let obs = match convert::observation(o) {
+            Ok(obs) => obs,
+            Err(st) => {
+                return Some(convert::rejected(
+                    seq,
+                    &Error::InvalidArgument(st.message().to_string()),
+                ));
+            }
+        };
+        match session.observe(seq, obs, lane) {
+            Ok(ticket) => {
+                pending.push_back(Box::pin(async move {
+                    match ticket.await {
+                        Ok(a) => pb::Ack {
+                            sequence: a.seq,
+                            memory_id: a.id.to_string(),
+                            lsn: a.lsn,
+                            status: match a.kind {
+                                AckKind::Accepted => pb::AckStatus::Accepted,
+                                AckKind::Duplicate => pb::AckStatus::Duplicate,
+                            } as i32,
+                            ..Default::default()
+                        },
+                        Err(e) => convert::rejected(seq, &e),
+                    }
+                }));
+                None
+            }
+            Err(e) => Some(convert::rejected(seq, &e)),
+        }
+    }
+
+    fn track_indexed(&self, accepted: pb::Ack, indexed: &mut FuturesUnordered<AckFuture>) {
+        let Ok(wait) = self.engine.indexed(&self.space, accepted.lsn) else {
+            return;
+        };
+        indexed.push(Box::pin(async move {
+            // A dropped space never indexes: the notification simply never comes.
+            if wait.await.is_err() {
+                futures::future::pending::<()>().await;
+            }
+            pb::Ack {
+                status: pb::AckStatus::Indexed as i32,
+                ..accepted
+            }
+        }));
+    }
+
+    /// Runs one recall query on the blocking pool; its results come back tagged.
+    fn recall(&self, q: pb::RecallQuery) -> RecallFuture {
+        let engine = Arc::clone(&self.engine);
+        let mut req = q.request.unwrap_or_default();
+        if req.space.is_empty() {
+            req.space.clone_from(&self.space);
+        }
+        let id = q.request_id;
+        Box::pin(async move {
+            let batch = if req.batch_size == 0 {
+                usize::MAX
+            } else {
+                req.batch_size as usize
+            };
+            let with_embedding = req.include_embedding;
+            let spec = convert::recall_request(&req);
+            let tag = id.clone();
+            let ran = crate::service::blocking(move || {
+                let mut cursor = engine.recall(&req.space, spec)?;
+                let snapshot = cursor.snapshot();
+                let mut out = Vec::new();
+                loop {
+                    let found = cursor.next_batch(batch)?;
+                    let more = !cursor.is_done();
+                    out.push(pb::RecallResult {
+                        request_id: tag.clone(),
+                        memories: found
+                            .into_iter()
+                            .map(|m| convert::memory(m, with_embedding))
+                            .collect(),
+                        snapshot_lsn: snapshot,
+                        more,
+                        ..Default::default()
+                    });
+                    if !more {
+                        return Ok(out);
+                    }
+                }
+            })
+            .await;
+            ran.unwrap_or_else(|st| vec![refused_recall(id, &st)])
+        })
+    }
+}
+
+fn refused_recall(request_id: String, st: &Status) -> pb::RecallResult {
+    pb::RecallResult {
+        request_id,
+        error_code: format!("{:?}", st.code()),
+        error: st.message().to_string(),
+        ..Default::default()
+    }
+}
