@@ -165,3 +165,86 @@ async fn health_and_reflection() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_content_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "s", 4).await;
+    let remember = |content: String| pb::RememberRequest {
+        space: "s".into(),
+        observation: Some(pb::Observation {
+            content,
+            embedding: vec![1.0, 0.0, 0.0, 0.0],
+            ..Default::default()
+        }),
+    };
+    let err = c.remember(remember("x".repeat(70_000))).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "content over 64 KiB");
+    let err = c.remember(remember("x".repeat(5 << 20))).await.unwrap_err();
+    // tonic's decoder answers OUT_OF_RANGE, naming the size and the limit.
+    assert_eq!(err.code(), Code::OutOfRange, "message over 4 MiB: {err}");
+    assert!(err.message().contains("4194304"), "{err}");
+    let d = c
+        .describe_space(pb::DescribeSpaceRequest { name: "s".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.stats.unwrap().committed_lsn, 0, "nothing written");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_the_engine_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let cfg = crate::common::config(dir.path());
+    let task = tokio::spawn(mnemo_server::serve(
+        listener,
+        move || {
+            let _ = gate_rx.recv(); // recovery takes until the test lets it finish
+            mnemo_engine::Engine::open(cfg)
+        },
+        mnemo_server::Limits::default(),
+        async move {
+            let _ = stopped.await;
+        },
+        |_| {},
+    ));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = |mut h: tonic_health::pb::health_client::HealthClient<_>| async move {
+        h.check(tonic_health::pb::HealthCheckRequest {
+            service: "mnemo.v1.Mnemo".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    assert_eq!(
+        check(health.clone()).await,
+        ServingStatus::NotServing as i32
+    );
+    let mut c = pb::mnemo_client::MnemoClient::new(channel);
+    let err = c.list_spaces(pb::ListSpacesRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    gate_tx.send(()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while check(health.clone()).await != ServingStatus::Serving as i32 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    c.list_spaces(pb::ListSpacesRequest {}).await.unwrap();
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
