@@ -5,11 +5,12 @@ use mnemo_engine as engine;
 use mnemo_engine::Error;
 use std::time::Duration;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::pb;
 
-/// The gRPC status for an engine error. Retryable refusals carry the
-/// `grpc-retry-pushback-ms` trailer (and the delay in the message).
+/// The gRPC status for an engine error. Retryable refusals (RESOURCE_EXHAUSTED)
+/// carry `google.rpc.RetryInfo` details and the `grpc-retry-pushback-ms` trailer.
 pub fn status(e: Error) -> Status {
     let msg = e.to_string();
     let (code, retry) = match &e {
@@ -27,13 +28,22 @@ pub fn status(e: Error) -> Status {
         Error::Poisoned(_) | Error::Io { .. } | Error::Index(_) => (Code::Internal, None),
         _ => (Code::Internal, None),
     };
-    let mut status = Status::new(code, msg);
-    if let Some(d) = retry
-        && let Ok(v) = d.as_millis().to_string().parse()
-    {
-        status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+    match retry {
+        // Retryable: google.rpc.RetryInfo details plus the grpc-retry-pushback-ms trailer.
+        Some(d) => {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            if let Ok(v) = d.as_millis().to_string().parse() {
+                metadata.insert("grpc-retry-pushback-ms", v);
+            }
+            Status::with_error_details_and_metadata(
+                code,
+                msg,
+                ErrorDetails::with_retry_info(Some(d)),
+                metadata,
+            )
+        }
+        None => Status::new(code, msg),
     }
-    status
 }
 
 /// A protocol observation as an engine observation (not yet validated).
@@ -206,5 +216,33 @@ pub(crate) fn rejected(sequence: u64, e: &Error) -> pb::Ack {
         code: code as i32,
         expected_sequence: expected,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_errors_carry_retry_info_and_pushback() {
+        let st = status(Error::Overloaded {
+            reason: "full".into(),
+            retry_after: Duration::from_millis(250),
+        });
+        assert_eq!(st.code(), Code::ResourceExhausted);
+        assert_eq!(
+            st.get_details_retry_info().and_then(|r| r.retry_delay),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            st.metadata()
+                .get("grpc-retry-pushback-ms")
+                .and_then(|v| v.to_str().ok()),
+            Some("250")
+        );
+        let st = status(Error::SpaceNotFound("x".into()));
+        assert_eq!(st.code(), Code::NotFound);
+        assert!(st.get_details_retry_info().is_none());
+        assert!(st.metadata().get("grpc-retry-pushback-ms").is_none());
     }
 }

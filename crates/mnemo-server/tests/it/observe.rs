@@ -409,3 +409,30 @@ async fn malformed_streams_get_precise_statuses() {
     assert_eq!(err.code(), Code::InvalidArgument);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_sessions_is_resource_exhausted_with_retry_info() {
+    use tonic_types::StatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.ingest.max_sessions = 1;
+    let server = TestServer::start_with(cfg).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "s", 4).await;
+    let _first = open_stream(&mut c, init("s", "one")).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(init("s", "two")).await.unwrap();
+    let err = c
+        .observe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .is_some()
+    );
+    assert!(err.metadata().get("grpc-retry-pushback-ms").is_some());
+    server.stop().await;
+}
