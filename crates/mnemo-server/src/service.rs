@@ -128,6 +128,18 @@ impl MnemoService {
 
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
+/// Reads a session stream's first message, which must be Init.
+async fn first_init<M>(
+    inbound: &mut Streaming<M>,
+    init: impl FnOnce(M) -> Option<pb::Init>,
+) -> Result<pb::Init, Status> {
+    let first = inbound
+        .message()
+        .await?
+        .ok_or_else(|| Status::invalid_argument("the stream ended before Init"))?;
+    init(first).ok_or_else(|| Status::invalid_argument("the first message must be Init"))
+}
+
 /// Runs a blocking engine call on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> mnemo_engine::Result<T> + Send + 'static,
@@ -148,13 +160,11 @@ impl Mnemo for MnemoService {
         request: Request<Streaming<pb::ObserveRequest>>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
         let mut inbound = request.into_inner();
-        let first = inbound
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("the stream ended before Init"))?;
-        let Some(pb::observe_request::Kind::Init(init)) = first.kind else {
-            return Err(Status::invalid_argument("the first message must be Init"));
-        };
+        let init = first_init(&mut inbound, |m: pb::ObserveRequest| match m.kind {
+            Some(pb::observe_request::Kind::Init(i)) => Some(i),
+            _ => None,
+        })
+        .await?;
         let inbound: Inbound = Box::pin(inbound.map(|m| m.map(Incoming::from)));
         let wrap = |a| pb::ObserveResponse {
             kind: Some(pb::observe_response::Kind::InitAck(a)),
@@ -171,13 +181,11 @@ impl Mnemo for MnemoService {
         request: Request<Streaming<pb::MemoryRequest>>,
     ) -> Result<Response<Self::MemoryStreamStream>, Status> {
         let mut inbound = request.into_inner();
-        let first = inbound
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("the stream ended before Init"))?;
-        let Some(pb::memory_request::Kind::Init(init)) = first.kind else {
-            return Err(Status::invalid_argument("the first message must be Init"));
-        };
+        let init = first_init(&mut inbound, |m: pb::MemoryRequest| match m.kind {
+            Some(pb::memory_request::Kind::Init(i)) => Some(i),
+            _ => None,
+        })
+        .await?;
         let inbound: Inbound = Box::pin(inbound.map(|m| m.map(Incoming::from)));
         let wrap = |a| pb::MemoryResponse {
             kind: Some(pb::memory_response::Kind::InitAck(a)),

@@ -2,7 +2,7 @@
 use mnemo_server::pb;
 use tonic::Code;
 
-use crate::common::{TestServer, create_space, random_vec, rng};
+use crate::common::{TestServer, create_space, random_vec, rng, space_stats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spaces_remember_recall_once_and_stats() {
@@ -84,14 +84,7 @@ async fn spaces_remember_recall_once_and_stats() {
     assert_eq!(hits.memories[0].id, done.memory_id);
     assert_eq!(hits.memories[0].content, "tea");
 
-    let d = c
-        .describe_space(pb::DescribeSpaceRequest {
-            name: "notes".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(d.stats.unwrap().committed_lsn, 1);
+    assert_eq!(space_stats(&mut c, "notes").await.committed_lsn, 1);
     let list = c
         .list_spaces(pb::ListSpacesRequest {})
         .await
@@ -186,12 +179,8 @@ async fn oversized_messages_and_content_are_refused() {
     // tonic's decoder answers OUT_OF_RANGE, naming the size and the limit.
     assert_eq!(err.code(), Code::OutOfRange, "message over 4 MiB: {err}");
     assert!(err.message().contains("4194304"), "{err}");
-    let d = c
-        .describe_space(pb::DescribeSpaceRequest { name: "s".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(d.stats.unwrap().committed_lsn, 0, "nothing written");
+    let stats = space_stats(&mut c, "s").await;
+    assert_eq!(stats.committed_lsn, 0, "nothing written");
     server.stop().await;
 }
 

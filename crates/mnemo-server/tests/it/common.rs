@@ -95,6 +95,15 @@ pub async fn create_space(c: &mut MnemoClient<Channel>, name: &str, dim: u32) {
     .unwrap();
 }
 
+pub async fn space_stats(c: &mut MnemoClient<Channel>, name: &str) -> pb::SpaceStats {
+    c.describe_space(pb::DescribeSpaceRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+}
+
 pub fn observation(seq: u64, embedding: Vec<f32>) -> pb::ObserveRequest {
     pb::ObserveRequest {
         kind: Some(pb::observe_request::Kind::Observation(pb::Observation {

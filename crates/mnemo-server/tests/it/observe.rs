@@ -7,6 +7,7 @@ use tonic::Code;
 
 use crate::common::{
     TestServer, config, create_space, init, observation, open_stream, random_vec, read_acks, rng,
+    space_stats,
 };
 
 const ACCEPTED: i32 = pb::AckStatus::Accepted as i32;
@@ -94,12 +95,8 @@ async fn thousand_observations_acked_densely_while_recall_runs() {
             None => panic!("empty"),
         }
     }
-    let d = c
-        .describe_space(pb::DescribeSpaceRequest { name: "s".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(d.stats.unwrap().indexed_lsn, 1000);
+    let stats = space_stats(&mut c, "s").await;
+    assert_eq!(stats.indexed_lsn, 1000);
     server.stop().await;
 }
 
@@ -133,16 +130,8 @@ async fn gap_and_bad_items_are_refused_in_band_and_the_stream_survives() {
     assert_eq!(by_seq(2, REJECTED), 2);
     assert_eq!(by_seq(0, REJECTED), 1);
     assert_eq!(by_seq(2, ACCEPTED), 1);
-    let d = c
-        .describe_space(pb::DescribeSpaceRequest { name: "s".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        d.stats.unwrap().committed_lsn,
-        2,
-        "nothing written by refusals"
-    );
+    let stats = space_stats(&mut c, "s").await;
+    assert_eq!(stats.committed_lsn, 2, "nothing written by refusals");
     server.stop().await;
 }
 
@@ -204,16 +193,8 @@ async fn resume_after_restart_dedups_the_resent_tail() {
         };
         assert_eq!(a.status, want, "sequence {}", a.sequence);
     }
-    let d = c
-        .describe_space(pb::DescribeSpaceRequest { name: "s".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        d.stats.unwrap().committed_lsn,
-        600,
-        "nothing lost, nothing doubled"
-    );
+    let stats = space_stats(&mut c, "s").await;
+    assert_eq!(stats.committed_lsn, 600, "nothing lost, nothing doubled");
     // Acked before the restart: the same memory ids now.
     let mut s2 = open_stream(&mut c, init("s", "agent")).await;
     s2.tx
