@@ -61,13 +61,15 @@ impl MnemoService {
             .ok_or_else(|| Status::unavailable("the server is recovering its data; retry shortly"))
     }
 
-    /// Opens the session an Init asks for, answers InitAck and starts the stream task.
-    async fn start_session<W: Wire>(
-        &self,
-        init: pb::Init,
-        wrap_ack: impl FnOnce(pb::InitAck) -> W,
-        inbound: Inbound,
-    ) -> Result<BoxStream<W>, Status> {
+    /// Reads the stream's Init, opens the session it asks for, answers InitAck and
+    /// starts the stream task.
+    async fn start_session<W: Wire>(&self, mut inbound: Inbound) -> Result<BoxStream<W>, Status> {
+        let init = match inbound.next().await {
+            Some(Ok(Incoming::Init(init))) => init,
+            Some(Ok(_)) => return Err(Status::invalid_argument("the first message must be Init")),
+            Some(Err(st)) => return Err(st),
+            None => return Err(Status::invalid_argument("the stream ended before Init")),
+        };
         if init.space.is_empty() {
             return Err(Status::invalid_argument("Init.space is empty"));
         }
@@ -100,7 +102,7 @@ impl MnemoService {
             ],
             limits: Some(self.limits_message(engine)),
         };
-        tx.send(Ok(wrap_ack(ack)))
+        tx.send(Ok(W::init_ack(ack)))
             .await
             .map_err(|_| Status::cancelled("client went away"))?;
         let run = SessionStream {
@@ -128,18 +130,6 @@ impl MnemoService {
 
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
-/// Reads a session stream's first message, which must be Init.
-async fn first_init<M>(
-    inbound: &mut Streaming<M>,
-    init: impl FnOnce(M) -> Option<pb::Init>,
-) -> Result<pb::Init, Status> {
-    let first = inbound
-        .message()
-        .await?
-        .ok_or_else(|| Status::invalid_argument("the stream ended before Init"))?;
-    init(first).ok_or_else(|| Status::invalid_argument("the first message must be Init"))
-}
-
 /// Runs a blocking engine call on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> mnemo_engine::Result<T> + Send + 'static,
@@ -159,19 +149,8 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<Streaming<pb::ObserveRequest>>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let mut inbound = request.into_inner();
-        let init = first_init(&mut inbound, |m: pb::ObserveRequest| match m.kind {
-            Some(pb::observe_request::Kind::Init(i)) => Some(i),
-            _ => None,
-        })
-        .await?;
-        let inbound: Inbound = Box::pin(inbound.map(|m| m.map(Incoming::from)));
-        let wrap = |a| pb::ObserveResponse {
-            kind: Some(pb::observe_response::Kind::InitAck(a)),
-        };
-        Ok(Response::new(
-            self.start_session(init, wrap, inbound).await?,
-        ))
+        let inbound = request.into_inner().map(|m| m.map(Incoming::from));
+        Ok(Response::new(self.start_session(Box::pin(inbound)).await?))
     }
 
     type MemoryStreamStream = BoxStream<pb::MemoryResponse>;
@@ -180,19 +159,8 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<Streaming<pb::MemoryRequest>>,
     ) -> Result<Response<Self::MemoryStreamStream>, Status> {
-        let mut inbound = request.into_inner();
-        let init = first_init(&mut inbound, |m: pb::MemoryRequest| match m.kind {
-            Some(pb::memory_request::Kind::Init(i)) => Some(i),
-            _ => None,
-        })
-        .await?;
-        let inbound: Inbound = Box::pin(inbound.map(|m| m.map(Incoming::from)));
-        let wrap = |a| pb::MemoryResponse {
-            kind: Some(pb::memory_response::Kind::InitAck(a)),
-        };
-        Ok(Response::new(
-            self.start_session(init, wrap, inbound).await?,
-        ))
+        let inbound = request.into_inner().map(|m| m.map(Incoming::from));
+        Ok(Response::new(self.start_session(Box::pin(inbound)).await?))
     }
 
     async fn recall(

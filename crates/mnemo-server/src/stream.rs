@@ -22,8 +22,8 @@ pub(crate) enum Incoming {
     Recall(pb::RecallQuery),
     FlowControl(pb::FlowControl),
     Close(pb::Close),
-    /// A second Init.
-    Init,
+    /// Init: the first message of a stream; anywhere else an error.
+    Init(pb::Init),
     /// A message with no kind.
     Empty,
 }
@@ -35,7 +35,7 @@ impl From<pb::ObserveRequest> for Incoming {
             Some(Kind::Observation(o)) => Incoming::Observation(o),
             Some(Kind::FlowControl(f)) => Incoming::FlowControl(f),
             Some(Kind::Close(c)) => Incoming::Close(c),
-            Some(Kind::Init(_)) => Incoming::Init,
+            Some(Kind::Init(i)) => Incoming::Init(i),
             None => Incoming::Empty,
         }
     }
@@ -49,7 +49,7 @@ impl From<pb::MemoryRequest> for Incoming {
             Some(Kind::Recall(q)) => Incoming::Recall(q),
             Some(Kind::FlowControl(f)) => Incoming::FlowControl(f),
             Some(Kind::Close(c)) => Incoming::Close(c),
-            Some(Kind::Init(_)) => Incoming::Init,
+            Some(Kind::Init(i)) => Incoming::Init(i),
             None => Incoming::Empty,
         }
     }
@@ -57,6 +57,7 @@ impl From<pb::MemoryRequest> for Incoming {
 
 /// The server's messages of one stream type.
 pub(crate) trait Wire: Send + 'static {
+    fn init_ack(a: pb::InitAck) -> Self;
     fn acks(acks: Vec<pb::Ack>) -> Self;
     fn status(s: pb::StreamStatus) -> Self;
     fn closed(c: pb::Closed) -> Self;
@@ -67,6 +68,11 @@ pub(crate) trait Wire: Send + 'static {
 }
 
 impl Wire for pb::ObserveResponse {
+    fn init_ack(a: pb::InitAck) -> Self {
+        Self {
+            kind: Some(pb::observe_response::Kind::InitAck(a)),
+        }
+    }
     fn acks(acks: Vec<pb::Ack>) -> Self {
         use pb::observe_response::Kind;
         Self {
@@ -89,6 +95,11 @@ impl Wire for pb::ObserveResponse {
 }
 
 impl Wire for pb::MemoryResponse {
+    fn init_ack(a: pb::InitAck) -> Self {
+        Self {
+            kind: Some(pb::memory_response::Kind::InitAck(a)),
+        }
+    }
     fn acks(acks: Vec<pb::Ack>) -> Self {
         Self {
             kind: Some(pb::memory_response::Kind::Acks(pb::AckBatch { acks })),
@@ -197,7 +208,7 @@ impl<W: Wire> SessionStream<W> {
                             }
                             return;
                         }
-                        Incoming::Init => {
+                        Incoming::Init(_) => {
                             self.fail(Status::invalid_argument("Init may only be the first message")).await;
                             return;
                         }
