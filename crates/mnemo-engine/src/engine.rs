@@ -673,6 +673,24 @@ impl Engine {
         read_memory(&space, self.inner.log.as_ref(), lsn)
     }
 
+    /// Reads the committed records with LSN in `(after, upto]`, in LSN order, at most
+    /// `max` of them. `upto` must be committed (take it from [`Engine::snapshot`]):
+    /// a space's LSNs are dense, so repeated calls walk a whole snapshot.
+    pub fn export(&self, space: &str, after: Lsn, upto: Lsn, max: usize) -> Result<Vec<Memory>> {
+        let space = self.inner.registry.by_name(space)?;
+        let committed = space.committed.get();
+        if upto > committed {
+            return Err(Error::invalid(format!(
+                "snapshot LSN {upto} is not committed in space '{}' (committed: {committed})",
+                space.info.name
+            )));
+        }
+        let end = upto.min(after.saturating_add(max as u64));
+        ((after + 1)..=end)
+            .map(|lsn| read_memory(&space, self.inner.log.as_ref(), lsn))
+            .collect()
+    }
+
     /// Last sequence number and its LSN that `session` committed in `space`.
     pub fn session_high_water(&self, space: &str, session: &str) -> Result<Option<(u64, Lsn)>> {
         Ok(self

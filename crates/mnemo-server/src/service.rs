@@ -144,6 +144,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Mnemo for MnemoService {
     type ObserveStream = BoxStream<pb::ObserveResponse>;
     type RecallStream = BoxStream<pb::RecallResponse>;
+    type ExportStream = BoxStream<pb::ExportResponse>;
 
     async fn observe(
         &self,
@@ -195,6 +196,55 @@ impl Mnemo for MnemoService {
                 if tx.blocking_send(msg.map_err(status)).is_err() || last {
                     return;
                 }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn export(
+        &self,
+        request: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let r = request.into_inner();
+        let engine = Arc::clone(self.engine()?);
+        let snapshot = if r.snapshot_lsn == 0 {
+            engine.snapshot(&r.space).map_err(status)?
+        } else {
+            r.snapshot_lsn
+        };
+        let batch = match r.batch_size {
+            0 => 256,
+            n => n.min(4096) as usize,
+        };
+        // The first batch is read here so that a bad request fails the call itself.
+        let space = r.space;
+        let first = {
+            let (engine, space) = (Arc::clone(&engine), space.clone());
+            blocking(move || engine.export(&space, r.after_lsn, snapshot, batch)).await?
+        };
+        let with_embedding = r.include_embedding;
+        let (tx, rx) = mpsc::channel(4);
+        // A bounded channel: a slow reader holds at most a few batches here.
+        tokio::task::spawn_blocking(move || {
+            let mut found = Ok(first);
+            let mut after = r.after_lsn;
+            loop {
+                let msg = found.map(|memories| {
+                    after = memories.last().map_or(snapshot, |m| m.lsn);
+                    pb::ExportResponse {
+                        memories: memories
+                            .into_iter()
+                            .map(|m| convert::memory(m, with_embedding))
+                            .collect(),
+                        snapshot_lsn: snapshot,
+                        more: after < snapshot,
+                    }
+                });
+                let last = msg.as_ref().map_or(true, |m| !m.more);
+                if tx.blocking_send(msg.map_err(status)).is_err() || last {
+                    return;
+                }
+                found = engine.export(&space, after, snapshot, batch);
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -237,3 +237,85 @@ async fn health_is_not_serving_while_the_engine_recovers() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_walks_a_snapshot_in_lsn_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "ex", 4).await;
+    let mut r = rng(7);
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        let v = random_vec(&mut r, 4);
+        c.remember(pb::RememberRequest {
+            space: "ex".into(),
+            observation: Some(pb::Observation {
+                content: format!("m{i}"),
+                embedding: v.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+        sent.push(v);
+    }
+    let mut stream = c
+        .export(pb::ExportRequest {
+            space: "ex".into(),
+            after_lsn: 3,
+            snapshot_lsn: 20,
+            batch_size: 6,
+            include_embedding: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    let mut messages = 0;
+    while let Some(m) = stream.message().await.unwrap() {
+        messages += 1;
+        assert_eq!(m.snapshot_lsn, 20);
+        assert!(m.memories.len() <= 6);
+        assert_eq!(m.more, got.len() + m.memories.len() < 17);
+        got.extend(m.memories);
+    }
+    assert_eq!(messages, 3);
+    let lsns: Vec<u64> = got.iter().map(|m| m.lsn).collect();
+    assert_eq!(lsns, (4..=20).collect::<Vec<_>>());
+    for m in &got {
+        assert_eq!(m.content, format!("m{}", m.lsn - 1));
+        assert_eq!(m.embedding, sent[m.lsn as usize - 1]);
+    }
+    // Latest snapshot, default batch: everything, one message.
+    let mut stream = c
+        .export(pb::ExportRequest {
+            space: "ex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = stream.message().await.unwrap().unwrap();
+    assert_eq!((m.memories.len(), m.snapshot_lsn, m.more), (25, 25, false));
+    assert!(m.memories[0].embedding.is_empty());
+    assert!(stream.message().await.unwrap().is_none());
+    // An uncommitted snapshot and an unknown space fail the call.
+    let err = c
+        .export(pb::ExportRequest {
+            space: "ex".into(),
+            snapshot_lsn: 26,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = c
+        .export(pb::ExportRequest {
+            space: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
