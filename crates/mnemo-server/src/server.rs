@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -66,6 +67,14 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServeError::Task(e.to_string()))?;
     let mut stopped = stop_rx.clone();
+    // Small replies (acks, recall results) must not wait for Nagle + delayed ACK
+    // (~40 ms): tonic sets TCP_NODELAY only on listeners it binds itself.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.and_then(|c| {
+            c.set_nodelay(true)?;
+            Ok(c)
+        })
+    });
     let transport = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health)
@@ -76,7 +85,7 @@ pub async fn serve(
                     .max_decoding_message_size(limits.max_message_bytes)
                     .max_encoding_message_size(64 << 20),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             }),
     );

@@ -1,6 +1,7 @@
 //! `mnemo`: the server (`mnemo serve`), client commands against a running server,
 //! and helpers. `mnemo --help` lists everything.
 
+mod bench;
 mod client;
 mod config;
 mod observe;
@@ -42,14 +43,22 @@ enum Command {
     },
     /// Print synthetic clustered observations as JSON lines (for trying things out).
     Synth(client::SynthArgs),
+    /// Load generator and benchmark report (in-process server unless --addr is given).
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The load generator's in-process server would drown its report in info lines.
+    let default_level = if matches!(cli.command, Command::Bench(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -75,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Recall(args) => client::recall(args).await,
             Command::Stats { conn, json } => client::stats(conn, json).await,
             Command::Synth(args) => client::synth(args),
+            Command::Bench(args) => bench::run(*args).await,
         }
     });
     match result {
