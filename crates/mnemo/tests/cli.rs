@@ -186,3 +186,215 @@ fn observe_resumes_across_a_server_kill() {
     );
     assert!(server.sigterm().success());
 }
+
+fn write_vecs(path: &Path, rows: &[Vec<u8>], dim: usize) {
+    let mut b = Vec::new();
+    for r in rows {
+        b.extend_from_slice(&(dim as i32).to_le_bytes());
+        b.extend_from_slice(r);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+fn bench(args: &[&str], addr: Option<&str>) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("bench")
+        .args(args)
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&json);
+    if let Some(a) = addr {
+        cmd.args(["--addr", a]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recall@10") && text.contains("lost"),
+        "{text}"
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// A small exact case: a data set with its true neighbours, every row observed by 3
+/// sessions with probes and recalls alongside; the report must add up.
+#[test]
+fn bench_reports_exact_recall_and_nothing_lost_on_a_dataset() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let (n, dim, nq) = (600usize, 12usize, 20usize);
+    let mut r = rand::rngs::StdRng::seed_from_u64(3);
+    let mut rand_rows = |count: usize| -> Vec<Vec<f32>> {
+        (0..count)
+            .map(|_| (0..dim).map(|_| r.random_range(-1.0f32..1.0)).collect())
+            .collect()
+    };
+    let base = rand_rows(n);
+    let queries = rand_rows(nq);
+    let truth: Vec<Vec<i32>> = queries
+        .iter()
+        .map(|q| {
+            let mut d: Vec<(f32, i32)> = base
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(),
+                        i as i32,
+                    )
+                })
+                .collect();
+            d.sort_by(|a, b| a.0.total_cmp(&b.0));
+            d.iter().take(10).map(|x| x.1).collect()
+        })
+        .collect();
+    let bytes = |rows: &[Vec<f32>]| -> Vec<Vec<u8>> {
+        rows.iter()
+            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect()
+    };
+    let (b, q, g) = (
+        dir.path().join("b.fvecs"),
+        dir.path().join("q.fvecs"),
+        dir.path().join("g.ivecs"),
+    );
+    write_vecs(&b, &bytes(&base), dim);
+    write_vecs(&q, &bytes(&queries), dim);
+    let gt: Vec<Vec<u8>> = truth
+        .iter()
+        .map(|t| t.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    write_vecs(&g, &gt, 10);
+    let report = bench(
+        &[
+            "--dataset",
+            b.to_str().unwrap(),
+            "--queries",
+            q.to_str().unwrap(),
+            "--groundtruth",
+            g.to_str().unwrap(),
+            "--metric",
+            "l2",
+            "--index-precision",
+            "f32",
+            "--sessions",
+            "3",
+            "--probes",
+            "10",
+            "--probe-gap-ms",
+            "5",
+            "--recall-qps",
+            "50",
+            "--compare-raw",
+        ],
+        None,
+    );
+    let num = |k: &str| {
+        report[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} in {report}"))
+    };
+    assert_eq!(num("lost"), 0.0);
+    assert_eq!(num("observations"), n as f64);
+    assert_eq!(num("probes"), 10.0);
+    assert_eq!(num("stored"), n as f64 + 10.0);
+    assert_eq!(
+        (
+            num("stored_twice"),
+            num("unacked_stored"),
+            num("duplicates")
+        ),
+        (0.0, 0.0, 0.0)
+    );
+    assert_eq!(num("snapshot_violations"), 0.0);
+    assert_eq!(report["recall_truth"], "file");
+    assert_eq!(num("recall_at_10"), 1.0);
+    assert_eq!(num("probes_not_found"), 0.0);
+    for k in [
+        "accepted_per_s",
+        "indexed_per_s",
+        "ack_p50_ms",
+        "ack_p99_ms",
+        "visibility_p50_ms",
+        "visibility_p99_ms",
+        "server_rss_bytes",
+        "duration_s",
+        "raw_index_insert_per_s",
+        "indexed_vs_raw",
+    ] {
+        assert!(num(k) > 0.0, "{k} in {report}");
+    }
+    assert!(num("ack_p99_ms") >= num("ack_p50_ms"));
+    assert!(report["rejected"].is_u64() && report["pressure_max_state"].is_string());
+    assert_eq!(report["config"]["sessions"], 3);
+    assert_eq!(report["server"], "in-process");
+}
+
+/// A paced, timed run of synthetic vectors against a `mnemo serve` child: the space
+/// is made and dropped, exact truth is computed from the rows actually stored.
+#[test]
+fn bench_drives_a_remote_server_for_a_duration_at_a_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), free_port(), free_port());
+    let report = bench(
+        &[
+            "--dim",
+            "16",
+            "--duration",
+            "1.5",
+            "--rate",
+            "1000",
+            "--sessions",
+            "2",
+            "--probes",
+            "5",
+            "--recall-qps",
+            "10",
+            "--exact-queries",
+            "20",
+            "--space",
+            "load",
+        ],
+        Some(&server.addr),
+    );
+    let num = |k: &str| {
+        report[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} in {report}"))
+    };
+    let n = num("observations");
+    assert!(
+        (700.0..=1700.0).contains(&n),
+        "paced at 1000/s for 1.5 s: {n}"
+    );
+    assert_eq!(num("lost"), 0.0);
+    assert_eq!(num("stored"), n + num("probes"));
+    assert_eq!(report["recall_truth"], "exact");
+    assert!(num("recall_at_10") >= 0.9, "{report}");
+    assert!(num("recalls_during_ingest") >= 5.0, "{report}");
+    // Dropped afterwards (no --keep).
+    assert!(!server.ok(&["space", "list"]).contains("load"));
+}
+
+#[test]
+fn bench_refuses_bad_flags_before_starting() {
+    for (args, says) in [
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--rate", "fast"], "--rate"),
+        (vec!["--metric", "hamming"], "metric"),
+        (vec!["--index-precision", "f8"], "precision"),
+        (vec!["--sessions", "0"], "--sessions"),
+    ] {
+        let out = Command::new(BIN).arg("bench").args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

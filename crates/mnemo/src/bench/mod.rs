@@ -455,7 +455,17 @@ async fn drive(
         _ => (None, "none"),
     };
     let recall_at_10 = match &truth {
-        Some(t) => Some(recall_at_10(&mut admin, &space, &work, &queries, t).await?),
+        Some(t) => Some(
+            recall_at_10(
+                &mut admin,
+                &space,
+                &work,
+                &queries,
+                t,
+                probe.acked.len() as u32,
+            )
+            .await?,
+        ),
         None => None,
     };
 
@@ -533,13 +543,16 @@ fn show(bar: &ProgressBar, live: &Live, view: &Mutex<ServerView>, started: Insta
     ));
 }
 
-/// Recall@10 of the server against `truth` (row ids), 4 queries at a time.
+/// Recall@10 of the server against `truth` (row ids), 4 queries at a time. The
+/// probes are in the space too but not in the truth: each query asks for `probes`
+/// more and the first 10 workload rows count.
 async fn recall_at_10(
     admin: &mut pb::mnemo_client::MnemoClient<tonic::transport::Channel>,
     space: &str,
     work: &Workload,
     queries: &[Vec<f32>],
     truth: &[Vec<u64>],
+    probes: u32,
 ) -> anyhow::Result<f64> {
     use futures::StreamExt;
     let asks = truth.iter().zip(queries).map(|(t, q)| {
@@ -547,7 +560,7 @@ async fn recall_at_10(
         let req = pb::RecallRequest {
             space: space.to_string(),
             cue: q.clone(),
-            k: 10,
+            k: 10 + probes,
             ..Default::default()
         };
         async move {
@@ -556,6 +569,7 @@ async fn recall_at_10(
                 .memories
                 .iter()
                 .filter_map(|m| work.index_of(&m.id))
+                .take(10)
                 .filter(|i| t.contains(i))
                 .count();
             Ok::<_, tonic::Status>((found, t.len().min(10)))

@@ -179,8 +179,8 @@ impl Report {
         println!(
             "  {:<28} {:>12}  p99 {}",
             "ack latency p50",
-            format!("{:.2} ms", self.ack_p50_ms),
-            format!("{:.2} ms", self.ack_p99_ms)
+            opt(Some(self.ack_p50_ms), " ms"),
+            opt(Some(self.ack_p99_ms), " ms")
         );
         println!(
             "  {:<28} {:>12}  p99 {}  (below Warning p99 {})",
