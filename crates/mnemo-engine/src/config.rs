@@ -24,6 +24,10 @@ pub struct EngineConfig {
     /// Largest index batch. Batches adapt to the queue: one record when it is short
     /// (latency), up to this many under load (throughput). Default 256.
     pub index_batch: usize,
+    /// Scheduling niceness of the index workers (Linux; 0 = same as the rest).
+    /// Default 10: accepting observations and answering recalls preempt indexing, so
+    /// on a small machine a burst is absorbed fast and the graph catches up after.
+    pub index_nice: i32,
     /// How often spaces whose graph moved are checkpointed, in seconds. Default 60.
     pub checkpoint_interval_s: u64,
     /// The ingestion pipeline: queue bounds, sessions, backpressure.
@@ -107,6 +111,7 @@ impl Default for EngineConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             index_batch: 256,
+            index_nice: 10,
             checkpoint_interval_s: 60,
             ingest: IngestConfig::default(),
         }
@@ -131,6 +136,9 @@ impl EngineConfig {
         }
         if !(1..=256).contains(&self.index_threads) {
             return Err(Error::invalid("index_threads must be in 1..=256"));
+        }
+        if !(0..=19).contains(&self.index_nice) {
+            return Err(Error::invalid("index_nice must be in 0..=19"));
         }
         if !(1..=65536).contains(&self.index_batch) {
             return Err(Error::invalid("index_batch must be in 1..=65536"));

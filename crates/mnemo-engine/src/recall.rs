@@ -2,13 +2,14 @@
 //!
 //! A [`RecallCursor`] is bound to one snapshot LSN `S`: it only ever returns records
 //! with `lsn <= S`, and since LSNs are dense and records immutable, the records
-//! `1..=S` are exactly the ones committed before the snapshot. Each batch scans the
-//! fresh tier exactly, *then* searches the HNSW graph (a record leaves the fresh tier
-//! only after it is in the graph, so nothing committed falls between the two), merges
-//! the candidates by LSN, re-scores them exactly with the f32 vector from the log and
-//! returns the best ones not returned before.
+//! `1..=S` are exactly the ones committed before the snapshot. The first batch ranks
+//! all `k`: it scans the fresh tier exactly, *then* searches the HNSW graph (a record
+//! leaves the fresh tier only after it is in the graph, so nothing committed falls
+//! between the two), merges the candidates by LSN and re-scores them exactly with the
+//! f32 vector from the log. Batches then read the ranked records in order, so a
+//! recall costs one search however many batches it is delivered in.
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +69,9 @@ pub struct RecallCursor {
     prepared: Vec<f32>,
     snapshot: Lsn,
     remaining: usize,
-    returned: HashSet<Lsn>,
+    /// (LSN, exact score) of the results not yet returned, best first; ranked on
+    /// the first batch.
+    ranked: Option<VecDeque<(Lsn, f32)>>,
 }
 
 impl std::fmt::Debug for RecallCursor {
@@ -127,7 +130,7 @@ impl RecallCursor {
             prepared,
             snapshot,
             remaining: req.k,
-            returned: HashSet::new(),
+            ranked: None,
         })
     }
 
@@ -138,28 +141,45 @@ impl RecallCursor {
 
     /// True once `k` results were returned or the snapshot holds no more records.
     pub fn is_done(&self) -> bool {
-        self.remaining == 0 || self.returned.len() as u64 >= self.snapshot
+        self.remaining == 0
+            || self.snapshot == 0
+            || self.ranked.as_ref().is_some_and(VecDeque::is_empty)
     }
 
     /// The next (up to) `n` results, best first; never one returned before.
     /// An empty batch means the cursor is done.
     pub fn next_batch(&mut self, n: usize) -> Result<Vec<Memory>> {
         self.space.check_live()?;
-        let n = n.min(self.remaining);
-        if n == 0 || self.is_done() {
+        if self.is_done() {
             return Ok(Vec::new());
         }
-        let snapshot = self.snapshot;
-        let available = (snapshot - self.returned.len() as u64) as usize;
-        let want = n.min(available);
-        let returned = &self.returned;
-        let excluded = |lsn: Lsn| returned.contains(&lsn);
+        if self.ranked.is_none() {
+            self.ranked = Some(self.rank()?);
+        }
+        let Some(ranked) = self.ranked.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let take = n.min(self.remaining).min(ranked.len());
+        let mut batch = Vec::with_capacity(take);
+        for (lsn, score) in ranked.drain(..take) {
+            let mut m = read_memory(&self.space, self.log.as_ref(), lsn)?;
+            m.score = score;
+            batch.push(m);
+        }
+        self.remaining -= take;
+        Ok(batch)
+    }
 
+    /// The best `min(k, S)` records of the snapshot with exact scores, best first.
+    fn rank(&self) -> Result<VecDeque<(Lsn, f32)>> {
+        let snapshot = self.snapshot;
+        let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
+        let want = self.remaining.min(available);
         // Order matters: fresh first, then the graph (see the module docs).
         let mut candidates: Vec<Lsn> = self
             .space
             .fresh
-            .scan(&self.prepared, want, snapshot, &excluded)
+            .scan(&self.prepared, want, snapshot, &|_| false)
             .into_iter()
             .map(|c| c.0)
             .collect();
@@ -168,13 +188,13 @@ impl RecallCursor {
             let hits = self
                 .space
                 .hnsw
-                .search(&self.cue, ask, &|lsn| lsn <= snapshot && !excluded(lsn))?;
+                .search(&self.cue, ask, &|lsn| lsn <= snapshot)?;
             let short = hits.len() < ask;
             candidates.extend(hits.into_iter().map(|h| h.0));
             candidates.sort_unstable();
             candidates.dedup();
             // The graph may come back short under a tight filter (usearch trap):
-            // ask for more until the batch is full or the graph is exhausted.
+            // ask for more until the ranking is full or the graph is exhausted.
             if candidates.len() >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
                 break;
             }
@@ -184,24 +204,17 @@ impl RecallCursor {
         let metric = self.space.info.config.metric;
         let mut scored = Vec::with_capacity(candidates.len());
         for lsn in candidates {
-            let mut m = read_memory(&self.space, self.log.as_ref(), lsn)?;
-            m.score = score::score(
+            let m = read_memory(&self.space, self.log.as_ref(), lsn)?;
+            let exact = score::score(
                 metric,
                 &self.prepared,
                 &score::prepare(metric, &m.embedding),
             );
-            scored.push(m);
+            scored.push((lsn, exact));
         }
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.lsn.cmp(&b.lsn)));
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(want);
-        for m in &scored {
-            self.returned.insert(m.lsn);
-        }
-        self.remaining -= scored.len();
-        if scored.len() < want {
-            self.remaining = 0; // nothing more can be found
-        }
-        Ok(scored)
+        Ok(scored.into())
     }
 
     /// Drains the cursor into one vector (all `k` results).
