@@ -61,6 +61,26 @@ pub(crate) enum SpaceCommand {
     Drop { name: String },
 }
 
+/// A metric flag: cosine | l2 | ip.
+pub(crate) fn parse_metric(s: &str) -> anyhow::Result<pb::Metric> {
+    Ok(match s {
+        "cosine" => pb::Metric::Cosine,
+        "l2" => pb::Metric::L2,
+        "ip" | "inner_product" => pb::Metric::InnerProduct,
+        other => anyhow::bail!("unknown metric '{other}' (cosine, l2, ip)"),
+    })
+}
+
+/// A precision flag: f16 | f32 | i8.
+pub(crate) fn parse_precision(s: &str) -> anyhow::Result<pb::Precision> {
+    Ok(match s {
+        "f16" => pb::Precision::F16,
+        "f32" => pb::Precision::F32,
+        "i8" => pb::Precision::I8,
+        other => anyhow::bail!("unknown precision '{other}' (f16, f32, i8)"),
+    })
+}
+
 fn metric_name(m: i32) -> &'static str {
     match pb::Metric::try_from(m) {
         Ok(pb::Metric::L2) => "l2",
@@ -102,18 +122,8 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
             ef_construction,
             ef_search,
         } => {
-            let metric = match metric.as_str() {
-                "cosine" => pb::Metric::Cosine,
-                "l2" => pb::Metric::L2,
-                "ip" | "inner_product" => pb::Metric::InnerProduct,
-                other => anyhow::bail!("unknown metric '{other}' (cosine, l2, ip)"),
-            };
-            let precision = match precision.as_str() {
-                "f16" => pb::Precision::F16,
-                "f32" => pb::Precision::F32,
-                "i8" => pb::Precision::I8,
-                other => anyhow::bail!("unknown precision '{other}' (f16, f32, i8)"),
-            };
+            let metric = parse_metric(&metric)?;
+            let precision = parse_precision(&precision)?;
             let info = c
                 .create_space(pb::CreateSpaceRequest {
                     name,

@@ -22,6 +22,14 @@ struct Server {
     addr: String,
 }
 
+/// A failing test must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     fn start(dir: &Path, port: u16, metrics_port: u16) -> Server {
         let child = Command::new(BIN)
@@ -381,6 +389,7 @@ fn bench_drives_a_remote_server_for_a_duration_at_a_rate() {
     assert!(num("recalls_during_ingest") >= 5.0, "{report}");
     // Dropped afterwards (no --keep).
     assert!(!server.ok(&["space", "list"]).contains("load"));
+    assert!(server.sigterm().success());
 }
 
 #[test]

@@ -34,16 +34,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(dir: &Path, port: u16) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics", ""])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// The server child; killed when dropped, so a failing test leaves no process behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, port: u16) -> Server {
+    Server(
+        Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics", ""])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn connect(addr: &str) -> MnemoClient<Channel> {
@@ -279,8 +291,8 @@ async fn acked_observations_survive_repeated_sigkill() {
     let mut r = StdRng::seed_from_u64(u64::from(kills));
     for k in 0..kills {
         tokio::time::sleep(Duration::from_millis(r.random_range(250..900))).await;
-        server.kill().unwrap(); // SIGKILL
-        server.wait().unwrap();
+        server.0.kill().unwrap(); // SIGKILL
+        server.0.wait().unwrap();
         tokio::time::sleep(Duration::from_millis(r.random_range(0..150))).await;
         server = start(&data, port);
         if k % 10 == 9 {
@@ -373,6 +385,4 @@ async fn acked_observations_survive_repeated_sigkill() {
         checked.load(Ordering::Relaxed)
     );
     assert!(acked > 0 && reconnects >= u64::from(kills.min(1)));
-    server.kill().unwrap();
-    server.wait().unwrap();
 }

@@ -23,9 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+use crate::client::{parse_metric, parse_precision};
 use load::{Live, Plan, ServerView};
+use pb::Metric;
 use report::Report;
-use workload::{Metric, Workload};
+use workload::Workload;
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub(crate) struct BenchArgs {
@@ -154,15 +156,6 @@ async fn start_embedded(data_dir: Option<PathBuf>) -> anyhow::Result<Embedded> {
     })
 }
 
-fn precision(s: &str) -> anyhow::Result<pb::Precision> {
-    Ok(match s {
-        "f16" => pb::Precision::F16,
-        "f32" => pb::Precision::F32,
-        "i8" => pb::Precision::I8,
-        other => anyhow::bail!("unknown precision '{other}' (f16, f32, i8)"),
-    })
-}
-
 /// The rate flag: `None` = max.
 fn rate(s: &str) -> anyhow::Result<Option<f64>> {
     if s == "max" {
@@ -176,8 +169,8 @@ fn rate(s: &str) -> anyhow::Result<Option<f64>> {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let metric = Metric::parse(&args.metric)?;
-    let precision = precision(&args.index_precision)?;
+    let metric = parse_metric(&args.metric)?;
+    let precision = parse_precision(&args.index_precision)?;
     let rate = rate(&args.rate)?;
     anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
     anyhow::ensure!(
@@ -312,11 +305,7 @@ async fn drive(
         .create_space(pb::CreateSpaceRequest {
             name: space.clone(),
             dim: work.dim() as u32,
-            metric: match metric {
-                Metric::Cosine => pb::Metric::Cosine,
-                Metric::L2 => pb::Metric::L2,
-                Metric::InnerProduct => pb::Metric::InnerProduct,
-            } as i32,
+            metric: metric as i32,
             precision: precision as i32,
             m: args.m,
             ef_construction: args.ef_construction,

@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-use super::workload::{Metric, Workload};
+use super::workload::Workload;
 use mnemo_server::pb;
+use mnemo_server::pb::Metric;
 
 /// Inserts rows `0..n` and returns inserts per second (the vectors are made first,
 /// outside the timing).

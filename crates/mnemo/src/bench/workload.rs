@@ -3,37 +3,19 @@
 //! a `.fvecs` data set; the queries; and exact ground truth by brute force.
 
 use anyhow::Context;
+use mnemo_server::pb::Metric;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use std::path::Path;
 use uuid::Uuid;
 
-/// The similarity the space ranks by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Metric {
-    Cosine,
-    L2,
-    InnerProduct,
-}
-
-impl Metric {
-    pub(crate) fn parse(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "cosine" => Metric::Cosine,
-            "l2" => Metric::L2,
-            "ip" | "inner_product" => Metric::InnerProduct,
-            other => anyhow::bail!("unknown metric '{other}' (cosine, l2, ip)"),
-        })
-    }
-
-    /// Higher is nearer, as the server ranks.
-    fn score(self, q: &[f32], q_norm: f32, v: &[f32]) -> f32 {
-        match self {
-            Metric::L2 => -q.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
-            Metric::InnerProduct => dot(q, v),
-            Metric::Cosine => {
-                let n = q_norm * dot(v, v).sqrt();
-                if n == 0.0 { 0.0 } else { dot(q, v) / n }
-            }
+/// Similarity as the server ranks it: higher is nearer.
+fn score(metric: Metric, q: &[f32], q_norm: f32, v: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => -q.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+        Metric::InnerProduct => dot(q, v),
+        Metric::Cosine => {
+            let n = q_norm * dot(v, v).sqrt();
+            if n == 0.0 { 0.0 } else { dot(q, v) / n }
         }
     }
 }
@@ -201,7 +183,7 @@ impl Workload {
         for &i in rows {
             let v = self.vector(i);
             for ((q, norm), top) in queries.iter().zip(&norms).zip(best.iter_mut()) {
-                let s = metric.score(q, *norm, &v);
+                let s = score(metric, q, *norm, &v);
                 if top.len() == k && top.last().is_some_and(|w| w.0 >= s) {
                     continue;
                 }
