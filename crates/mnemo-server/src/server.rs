@@ -41,6 +41,9 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, status: Ser
     }
 }
 
+/// How long a shutdown waits for open connections before closing them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves on `listener` until `shutdown` resolves. `open` recovers the engine (on
 /// the blocking pool) while the listener already answers health checks.
 /// `ready` is called with the engine once it serves.
@@ -111,9 +114,20 @@ pub async fn serve(
     tracing::info!("shutting down: health NOT_SERVING, closing streams, draining");
     set_health(&reporter, ServingStatus::NotServing).await;
     let _ = stop_tx.send(true);
-    let served = transport
-        .await
-        .map_err(|e| ServeError::Task(e.to_string()))?;
+    // Connections get a grace period to finish; a client that stopped reading its
+    // stream would otherwise hold the shutdown (and the final checkpoint) forever.
+    let mut transport = transport;
+    let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut transport).await {
+        Ok(joined) => joined.map_err(|e| ServeError::Task(e.to_string()))?,
+        Err(_) => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the grace period (clients not reading?); closing them"
+            );
+            transport.abort();
+            Ok(())
+        }
+    };
     let closing = Arc::clone(&engine);
     tokio::task::spawn_blocking(move || closing.close_shared())
         .await

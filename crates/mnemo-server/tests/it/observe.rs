@@ -315,8 +315,11 @@ async fn overload_escalates_status_and_rejects_with_retry_after() {
         states.contains(&(pb::PressureState::OverloadedState as i32)),
         "{states:?}"
     );
+    // Escalation is sampled (every 2 ms here): a queue that fills within one sample
+    // may skip Warning, but not every state between Normal and Overloaded.
     assert!(
-        states.contains(&(pb::PressureState::Warning as i32)),
+        states.contains(&(pb::PressureState::Warning as i32))
+            || states.contains(&(pb::PressureState::Critical as i32)),
         "{states:?}"
     );
     // The stream is still open: a resume request is answered with a status.
