@@ -29,6 +29,20 @@ impl Conn {
     }
 }
 
+/// HNSW parameters of a new space (`space create`, `bench`).
+#[derive(Debug, Clone, Copy, clap::Args, serde::Serialize)]
+pub(crate) struct IndexFlags {
+    /// HNSW M (0 = default 16).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) m: u32,
+    /// HNSW ef_construction (0 = default 128).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) ef_construction: u32,
+    /// HNSW ef_search (0 = default 160).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) ef_search: u32,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum SpaceCommand {
     /// Create a space.
@@ -43,15 +57,8 @@ pub(crate) enum SpaceCommand {
         /// f16 | f32 | i8 (i8 only with cosine)
         #[arg(long, default_value = "f16")]
         precision: String,
-        /// HNSW M (0 = default 16).
-        #[arg(long, default_value_t = 0)]
-        m: u32,
-        /// HNSW ef_construction (0 = default 128).
-        #[arg(long, default_value_t = 0)]
-        ef_construction: u32,
-        /// HNSW ef_search (0 = default 160).
-        #[arg(long, default_value_t = 0)]
-        ef_search: u32,
+        #[command(flatten)]
+        index: IndexFlags,
     },
     /// List spaces.
     List,
@@ -118,9 +125,7 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
             dim,
             metric,
             precision,
-            m,
-            ef_construction,
-            ef_search,
+            index,
         } => {
             let metric = parse_metric(&metric)?;
             let precision = parse_precision(&precision)?;
@@ -130,9 +135,9 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
                     dim,
                     metric: metric as i32,
                     precision: precision as i32,
-                    m,
-                    ef_construction,
-                    ef_search,
+                    m: index.m,
+                    ef_construction: index.ef_construction,
+                    ef_search: index.ef_search,
                 })
                 .await?
                 .into_inner();

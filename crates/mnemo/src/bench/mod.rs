@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::client::{parse_metric, parse_precision};
+use crate::client::{IndexFlags, parse_metric, parse_precision};
 use load::{Live, Plan, ServerView};
 use pb::Metric;
 use report::Report;
@@ -79,13 +79,9 @@ pub(crate) struct BenchArgs {
     /// f16 | f32 | i8 (i8 only with cosine)
     #[arg(long, default_value = "f16")]
     index_precision: String,
-    /// HNSW M, ef_construction, ef_search (0 = the server's defaults).
-    #[arg(long, default_value_t = 0)]
-    m: u32,
-    #[arg(long, default_value_t = 0)]
-    ef_construction: u32,
-    #[arg(long, default_value_t = 0)]
-    ef_search: u32,
+    #[command(flatten)]
+    #[serde(flatten)]
+    index: IndexFlags,
     /// Clusters of the synthetic workload.
     #[arg(long, default_value_t = 64)]
     clusters: usize,
@@ -307,9 +303,9 @@ async fn drive(
             dim: work.dim() as u32,
             metric: metric as i32,
             precision: precision as i32,
-            m: args.m,
-            ef_construction: args.ef_construction,
-            ef_search: args.ef_search,
+            m: args.index.m,
+            ef_construction: args.index.ef_construction,
+            ef_search: args.index.ef_search,
         })
         .await
         .with_context(|| format!("creating space '{space}'"))?
