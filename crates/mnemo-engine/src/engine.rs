@@ -272,6 +272,10 @@ impl Inner {
             return Err(Error::ShuttingDown);
         }
         space.check_live()?;
+        if let Err(e) = self.log.check_space() {
+            metrics::counter!(names::REFUSED, "reason" => "storage_full").increment(1);
+            return Err(e);
+        }
         let reg = &self.registry;
         let refuse = |reason: String| {
             Counters::bump(&reg.counters.refused_overloaded);

@@ -63,6 +63,20 @@ pub enum Error {
     /// because the state of the file is unknown (fail closed).
     #[error("log is poisoned after an earlier I/O failure: {0}")]
     Poisoned(String),
+    /// The volume holding the log has less free space than the configured reserve:
+    /// observations are refused (nothing written) until space is freed; recalls go on.
+    #[error(
+        "the volume holding {path} has {free_bytes} bytes free, below the reserve of {reserve_bytes}: \
+         observations are refused until space is freed (recalls go on)"
+    )]
+    StorageFull {
+        /// The log directory.
+        path: PathBuf,
+        /// Free bytes on its volume when last sampled.
+        free_bytes: u64,
+        /// `log.min_free_bytes`.
+        reserve_bytes: u64,
+    },
     /// A session observation skipped ahead: nothing was written; send `expected` next.
     #[error("sequence gap in session '{session}': got {got}, expected {expected}")]
     SequenceGap {

@@ -9,6 +9,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::pb;
 
+/// When a client refused for a full disk should try again.
+const STORAGE_FULL_RETRY: Duration = Duration::from_secs(1);
+
 /// The gRPC status for an engine error. Retryable refusals (RESOURCE_EXHAUSTED)
 /// carry `google.rpc.RetryInfo` details and the `grpc-retry-pushback-ms` trailer.
 pub fn status(e: Error) -> Status {
@@ -19,6 +22,7 @@ pub fn status(e: Error) -> Status {
         Error::SpaceExists(_) => (Code::AlreadyExists, None),
         Error::Overloaded { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
         Error::TooManySessions { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
+        Error::StorageFull { .. } => (Code::ResourceExhausted, Some(STORAGE_FULL_RETRY)),
         Error::WindowExceeded { .. } => (Code::ResourceExhausted, Some(Duration::from_millis(10))),
         Error::Timeout { .. } => (Code::DeadlineExceeded, None),
         Error::SnapshotInFuture { .. } => (Code::OutOfRange, None),
@@ -202,11 +206,13 @@ pub(crate) fn rejected(sequence: u64, e: &Error) -> pb::Ack {
         Error::SequenceGap { expected, .. } => {
             (pb::RejectCode::SequenceGap, Duration::ZERO, *expected)
         }
-        Error::SessionClosed { .. } => (pb::RejectCode::SessionClosed, Duration::ZERO, 0),
-        Error::ShuttingDown | Error::Poisoned(_) => {
-            (pb::RejectCode::Unavailable, Duration::ZERO, 0)
+        Error::SessionClosed { .. } | Error::SpaceNotFound(_) => {
+            (pb::RejectCode::SessionClosed, Duration::ZERO, 0)
         }
-        _ => (pb::RejectCode::Invalid, Duration::ZERO, 0),
+        Error::StorageFull { .. } => (pb::RejectCode::StorageFull, STORAGE_FULL_RETRY, 0),
+        Error::InvalidArgument(_) => (pb::RejectCode::Invalid, Duration::ZERO, 0),
+        // Not the client's fault: the server cannot write now (poisoned log, I/O).
+        _ => (pb::RejectCode::Unavailable, Duration::ZERO, 0),
     };
     pb::Ack {
         sequence,

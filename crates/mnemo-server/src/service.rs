@@ -360,6 +360,7 @@ impl Mnemo for MnemoService {
             })
             .collect();
         let (rss, peak) = crate::rss_bytes();
+        let log = e.log_stats();
         Ok(Response::new(pb::StatsResponse {
             spaces,
             pressure: Some(convert::stream_status(&ingest.pressure)),
@@ -370,7 +371,9 @@ impl Mnemo for MnemoService {
             duplicates: ingest.duplicates,
             indexed: ingest.indexed,
             sessions_open: ingest.sessions_open as u64,
-            log_bytes: e.log_stats().bytes_on_disk,
+            log_bytes: log.bytes_on_disk,
+            disk_free_bytes: log.free_bytes,
+            disk_reserve_bytes: e.config().log.min_free_bytes,
         }))
     }
 }

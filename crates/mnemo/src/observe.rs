@@ -354,7 +354,12 @@ fn handle_ack(
         pb::AckStatus::Rejected => {
             let code = pb::RejectCode::try_from(a.code).unwrap_or(pb::RejectCode::Unspecified);
             match code {
-                pb::RejectCode::Overloaded | pb::RejectCode::WindowExceeded => {
+                pb::RejectCode::Overloaded
+                | pb::RejectCode::WindowExceeded
+                | pb::RejectCode::StorageFull => {
+                    if code == pb::RejectCode::StorageFull && retry_at.is_none() {
+                        tracing::warn!(reason = a.reason, "the server's disk is full; retrying");
+                    }
                     totals.refused += 1;
                     let at = Instant::now() + Duration::from_millis(a.retry_after_ms.max(10));
                     *retry_at = Some(retry_at.map_or(at, |t| t.max(at)));

@@ -33,6 +33,10 @@ pub struct LogConfig {
     /// a group commit that is filling up more slowly than the previous one, in µs.
     /// Only used when the previous commit held 8 or more records. Default 200; 0 = off.
     pub group_commit_linger_us: u64,
+    /// Observations are refused ([`Error::StorageFull`]) while the volume holding the
+    /// log has less free space than this, so the log never runs into a full disk in
+    /// the middle of a write. Default 64 MiB; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -42,6 +46,7 @@ impl Default for LogConfig {
             segment_bytes: 256 << 20,
             max_batch_bytes: 16 << 20,
             group_commit_linger_us: 200,
+            min_free_bytes: 64 << 20,
         }
     }
 }
@@ -87,6 +92,42 @@ struct Shared {
     pending_bytes: AtomicU64,
     group_commits: AtomicU64,
     records_committed: AtomicU64,
+    free: FreeSpace,
+}
+
+/// Free space on the log's volume, sampled at most every [`FreeSpace::MAX_AGE`].
+struct FreeSpace {
+    epoch: std::time::Instant,
+    /// Milliseconds since `epoch` of the last sample, plus one (0 = never).
+    sampled_ms: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl FreeSpace {
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
+
+    fn new() -> Self {
+        FreeSpace {
+            epoch: std::time::Instant::now(),
+            sampled_ms: AtomicU64::new(0),
+            bytes: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Free bytes now (a sample at most `MAX_AGE` old); `u64::MAX` if the volume
+    /// cannot tell. Concurrent callers may both sample: harmless.
+    fn get(&self, dir: &Path) -> u64 {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.sampled_ms.load(Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) >= Self::MAX_AGE.as_millis() as u64 {
+            let free = rustix::fs::statvfs(dir)
+                .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+                .unwrap_or(u64::MAX);
+            self.bytes.store(free, Ordering::Relaxed);
+            self.sampled_ms.store(now, Ordering::Relaxed);
+        }
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 struct AppendRequest {
@@ -174,6 +215,7 @@ impl FileLog {
             pending_bytes: AtomicU64::new(0),
             group_commits: AtomicU64::new(0),
             records_committed: AtomicU64::new(0),
+            free: FreeSpace::new(),
         });
         shared.reclaim_segments()?;
         let (tx, rx) = mpsc::channel();
@@ -558,6 +600,7 @@ impl Log for FileLog {
             bytes_on_disk: segments.values().map(|seg| seg.len).sum(),
             group_commits: s.group_commits.load(Ordering::Relaxed),
             records_committed: s.records_committed.load(Ordering::Relaxed),
+            free_bytes: s.free.get(&s.dir),
         }
     }
 
@@ -567,6 +610,22 @@ impl Log for FileLog {
         }
         if self.tx.read().is_none() {
             return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    fn check_space(&self) -> Result<()> {
+        let reserve = self.shared.config.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = self.shared.free.get(&self.shared.dir);
+        if free < reserve {
+            return Err(Error::StorageFull {
+                path: self.shared.dir.clone(),
+                free_bytes: free,
+                reserve_bytes: reserve,
+            });
         }
         Ok(())
     }
@@ -759,7 +818,11 @@ fn write_and_sync(shared: &Shared, buf: &[u8]) -> Result<(u32, u64)> {
     };
     if len > frame::SEGMENT_HEADER as u64 && len + buf.len() as u64 > shared.config.segment_bytes {
         file.sync_data().at(&path)?; // seal: the old segment is complete on disk before the new one exists
-        let seg = create_segment(&shared.dir, no + 1)?;
+        let seg = create_segment(&shared.dir, no + 1).inspect_err(|_| {
+            // A half-made segment (no space for its header, say) must not be found at
+            // recovery: it would be the last segment and hold no valid header.
+            let _ = fs::remove_file(segment_path(&shared.dir, no + 1));
+        })?;
         no += 1;
         file = Arc::clone(&seg.file);
         path = seg.path.clone();
@@ -769,7 +832,15 @@ fn write_and_sync(shared: &Shared, buf: &[u8]) -> Result<(u32, u64)> {
     if buf.is_empty() {
         return Ok((no, len));
     }
-    file.write_all_at(buf, len).at(&path)?;
+    if let Err(e) = file.write_all_at(buf, len) {
+        // A short write (no space left, file size limit) leaves part of a frame past
+        // `len`. Cut it now, so that later appends and a rotation never seal garbage
+        // into a segment; the log is poisoned by the caller either way.
+        if let Err(cut) = file.set_len(len) {
+            tracing::error!(path = %path.display(), len, error = %cut, "could not cut a short write");
+        }
+        return Err(Error::io(&path, e));
+    }
     if shared.config.durability == Durability::Fsync {
         file.sync_data().at(&path)?;
     }

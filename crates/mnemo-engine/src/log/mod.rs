@@ -72,6 +72,8 @@ pub struct LogStats {
     pub group_commits: u64,
     /// Records committed since open.
     pub records_committed: u64,
+    /// Free bytes on the log's volume when last sampled (`u64::MAX` if unknown).
+    pub free_bytes: u64,
 }
 
 /// The log abstraction the engine writes to.
@@ -95,6 +97,12 @@ pub trait Log: Send + Sync {
     fn stats(&self) -> LogStats;
     /// `Ok` while appends can still commit: not poisoned, not shut down.
     fn check_writable(&self) -> Result<()>;
+    /// `Ok` while the log's volume has more free space than its reserve; else
+    /// [`Error::StorageFull`]. Checked before an observation is admitted, so a
+    /// refusal writes nothing and changes no session.
+    fn check_space(&self) -> Result<()> {
+        Ok(())
+    }
     /// Commits everything queued, then stops the writer. Later appends fail.
     fn shutdown(&self);
 }

@@ -21,11 +21,16 @@ pub(crate) struct Catalog {
 /// Writes `bytes` to `path` atomically and durably.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+    let written = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .at(&tmp);
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp); // a full disk must not keep a half-written copy
     }
+    written?;
     fs::rename(&tmp, path).at(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     File::open(dir).and_then(|d| d.sync_all()).at(dir)

@@ -65,10 +65,36 @@ pub(crate) fn save(dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
         .map(|i| format!("index-{lsn:016}-{i}.usearch"))
         .collect();
     let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    hnsw.save(&paths)?;
+    let old = read_meta(dir).ok().flatten();
+    let saved = save_files(dir, hnsw, lsn, &names, &paths, old.as_ref());
+    if saved.is_err() {
+        // A failed save (a full disk, say) must not leave its files eating the space:
+        // remove those the current checkpoint does not use.
+        let current: Vec<String> = old
+            .as_ref()
+            .map(|m| m.files().into_iter().map(|f| f.file).collect())
+            .unwrap_or_default();
+        for (name, path) in names.iter().zip(&paths) {
+            if !current.contains(name) {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+    saved
+}
+
+fn save_files(
+    dir: &Path,
+    hnsw: &Hnsw,
+    lsn: Lsn,
+    names: &[String],
+    paths: &[PathBuf],
+    old: Option<&Meta>,
+) -> Result<()> {
+    hnsw.save(paths)?;
     let counts = hnsw.shard_lens();
     let mut files = Vec::with_capacity(names.len());
-    for ((name, path), count) in names.iter().zip(&paths).zip(counts) {
+    for ((name, path), count) in names.iter().zip(paths).zip(counts) {
         File::open(path).and_then(|f| f.sync_all()).at(path)?;
         let (bytes, crc32c) = file_crc(path)?;
         files.push(FileMeta {
@@ -78,7 +104,6 @@ pub(crate) fn save(dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
             count: count as u64,
         });
     }
-    let old = read_meta(dir).ok().flatten();
     let meta = Meta {
         lsn,
         files,

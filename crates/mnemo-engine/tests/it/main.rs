@@ -10,6 +10,7 @@ mod common;
 
 mod crash;
 mod engine_basics;
+mod full_disk;
 mod glove;
 mod log_recovery;
 mod overload;

@@ -238,3 +238,85 @@ async fn thousands_of_abandoned_sessions() {
     assert_eq!(read_acks(&mut s.rx, 1).await[0].status, ACCEPTED);
     server.stop().await;
 }
+
+/// A disk below the free-space reserve: observations are refused in band with
+/// STORAGE_FULL and a retry hint (nothing written, the sequence does not move), the
+/// unary path answers RESOURCE_EXHAUSTED, and recalls and Stats go on. The reserve is
+/// set above any real disk here; `mnemo-engine`'s `full_disk` tests fill a real tmpfs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_observations_and_keeps_serving_recalls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "d", 4).await;
+    let mut s = open_stream(&mut c, init("d", "disk")).await;
+    for seq in 1..=5 {
+        s.tx.send(observation(seq, vec![seq as f32, 1.0, 0.0, 0.0]))
+            .await
+            .unwrap();
+    }
+    assert!(
+        read_acks(&mut s.rx, 5)
+            .await
+            .iter()
+            .all(|a| a.status == ACCEPTED)
+    );
+    drop(s);
+    server.stop().await;
+
+    let mut cfg = crate::common::config(dir.path());
+    cfg.log.min_free_bytes = u64::MAX;
+    let server = TestServer::start_with(cfg).await;
+    let mut c = server.client().await;
+    let mut s = open_stream(&mut c, init("d", "disk")).await;
+    assert_eq!(s.init_ack.next_sequence, 6);
+    s.tx.send(observation(6, vec![6.0, 1.0, 0.0, 0.0]))
+        .await
+        .unwrap();
+    let ack = &read_acks(&mut s.rx, 1).await[0];
+    assert_eq!(ack.status, REJECTED);
+    assert_eq!(ack.code, pb::RejectCode::StorageFull as i32);
+    assert_eq!(ack.retry_after_ms, 1000);
+    assert!(ack.reason.contains("free"), "{}", ack.reason);
+    // Still 6 next: the refusal moved nothing.
+    s.tx.send(observation(6, vec![6.0, 1.0, 0.0, 0.0]))
+        .await
+        .unwrap();
+    let ack = &read_acks(&mut s.rx, 1).await[0];
+    assert_eq!(ack.code, pb::RejectCode::StorageFull as i32);
+
+    let err = c
+        .remember(pb::RememberRequest {
+            space: "d".into(),
+            observation: Some(pb::Observation {
+                content: "one-shot".into(),
+                embedding: vec![0.0, 0.0, 1.0, 0.0],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert_eq!(
+        err.metadata().get("grpc-retry-pushback-ms").unwrap(),
+        "1000"
+    );
+
+    let found = c
+        .recall_once(pb::RecallRequest {
+            space: "d".into(),
+            cue: vec![5.0, 1.0, 0.0, 0.0],
+            k: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.memories.len(), 5);
+    assert_eq!(found.snapshot_lsn, 5, "nothing was written");
+    let stats = c.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.disk_reserve_bytes, u64::MAX);
+    assert!(stats.disk_free_bytes < u64::MAX && stats.disk_free_bytes > 0);
+    drop(s);
+    server.stop().await;
+}

@@ -272,7 +272,9 @@ fn on_ack(
         pb::AckStatus::Rejected => {
             let code = pb::RejectCode::try_from(a.code).unwrap_or(pb::RejectCode::Unspecified);
             match code {
-                pb::RejectCode::Overloaded | pb::RejectCode::WindowExceeded => {
+                pb::RejectCode::Overloaded
+                | pb::RejectCode::WindowExceeded
+                | pb::RejectCode::StorageFull => {
                     let at = Instant::now() + Duration::from_millis(a.retry_after_ms.max(10));
                     *retry_at = Some(retry_at.map_or(at, |t| t.max(at)));
                 }
