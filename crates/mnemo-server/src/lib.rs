@@ -5,13 +5,14 @@
 //! Stats, plus the standard health and reflection services. Guarantees:
 //! docs/protocol.md.
 
+pub mod auth;
 mod convert;
 mod server;
 mod service;
 mod stream;
 
 pub use convert::status;
-pub use server::{ServeError, serve};
+pub use server::{Options, ServeError, serve};
 pub use service::{EngineSlot, Limits, MnemoService};
 
 /// Generated protocol types and service stubs.

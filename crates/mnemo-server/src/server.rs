@@ -15,6 +15,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
+use crate::auth::Auth;
 use crate::pb::mnemo_server::MnemoServer;
 use crate::service::{EngineSlot, Limits, MnemoService};
 
@@ -44,13 +45,24 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, status: Ser
 /// How long a shutdown waits for open connections before closing them.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How the server runs, beyond its engine.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Message limits.
+    pub limits: Limits,
+    /// API keys (none: every call allowed).
+    pub auth: Auth,
+    /// TLS for the listener (none: plain TCP).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
 /// Serves on `listener` until `shutdown` resolves. `open` recovers the engine (on
 /// the blocking pool) while the listener already answers health checks.
 /// `ready` is called with the engine once it serves.
 pub async fn serve(
     listener: TcpListener,
     open: impl FnOnce() -> mnemo_engine::Result<Engine> + Send + 'static,
-    limits: Limits,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(Arc<Engine>) + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -58,7 +70,11 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let service = MnemoService::new(Arc::clone(&slot), limits, stop_rx.clone());
+    let Options { limits, auth, tls } = options;
+    if auth.enabled() {
+        tracing::info!("API keys required for every Mnemo call");
+    }
+    let service = MnemoService::new(Arc::clone(&slot), limits, Arc::new(auth), stop_rx.clone());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -78,8 +94,12 @@ pub async fn serve(
             Ok(c)
         })
     });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
     let transport = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Access, Auth, Right};
 use crate::convert::{self, status};
 use crate::pb;
 use crate::pb::mnemo_server::Mnemo;
@@ -38,18 +39,30 @@ pub type EngineSlot = Arc<std::sync::OnceLock<Arc<Engine>>>;
 pub struct MnemoService {
     slot: EngineSlot,
     limits: Limits,
+    auth: Arc<Auth>,
     /// Flips to true when the server shuts down: open streams end with UNAVAILABLE.
     shutdown: watch::Receiver<bool>,
 }
 
 impl MnemoService {
-    /// A service over `engine`; streams end when `shutdown` turns true.
-    pub fn new(slot: EngineSlot, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
+    /// A service over `engine`; streams end when `shutdown` turns true. With keys in
+    /// `auth`, every call needs one (see [`crate::auth`]).
+    pub fn new(
+        slot: EngineSlot,
+        limits: Limits,
+        auth: Arc<Auth>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         MnemoService {
             slot,
             limits,
+            auth,
             shutdown,
         }
+    }
+
+    fn access<T>(&self, request: &Request<T>) -> Result<Access, Status> {
+        self.auth.authenticate(request.metadata())
     }
 
     fn engine(&self) -> Result<&Arc<Engine>, Status> {
@@ -63,7 +76,11 @@ impl MnemoService {
 
     /// Reads the stream's Init, opens the session it asks for, answers InitAck and
     /// starts the stream task.
-    async fn start_session<W: Wire>(&self, mut inbound: Inbound) -> Result<BoxStream<W>, Status> {
+    async fn start_session<W: Wire>(
+        &self,
+        access: Access,
+        mut inbound: Inbound,
+    ) -> Result<BoxStream<W>, Status> {
         let init = match inbound.next().await {
             Some(Ok(Incoming::Init(init))) => init,
             Some(Ok(_)) => return Err(Status::invalid_argument("the first message must be Init")),
@@ -73,6 +90,7 @@ impl MnemoService {
         if init.space.is_empty() {
             return Err(Status::invalid_argument("Init.space is empty"));
         }
+        access.check(Right::Write, &init.space)?;
         let engine = self.engine()?;
         let session = match (init.session_id.is_empty(), init.resume_only) {
             (true, true) => {
@@ -111,6 +129,7 @@ impl MnemoService {
             want_indexed: init.want_indexed,
             tx,
             shutdown: self.shutdown.clone(),
+            access,
         };
         tokio::spawn(run.run(session, inbound));
         Ok(Box::pin(ReceiverStream::new(rx)))
@@ -150,8 +169,11 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<Streaming<pb::ObserveRequest>>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let access = self.access(&request)?;
         let inbound = request.into_inner().map(|m| m.map(Incoming::from));
-        Ok(Response::new(self.start_session(Box::pin(inbound)).await?))
+        Ok(Response::new(
+            self.start_session(access, Box::pin(inbound)).await?,
+        ))
     }
 
     type MemoryStreamStream = BoxStream<pb::MemoryResponse>;
@@ -160,15 +182,20 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<Streaming<pb::MemoryRequest>>,
     ) -> Result<Response<Self::MemoryStreamStream>, Status> {
+        let access = self.access(&request)?;
         let inbound = request.into_inner().map(|m| m.map(Incoming::from));
-        Ok(Response::new(self.start_session(Box::pin(inbound)).await?))
+        Ok(Response::new(
+            self.start_session(access, Box::pin(inbound)).await?,
+        ))
     }
 
     async fn recall(
         &self,
         request: Request<pb::RecallRequest>,
     ) -> Result<Response<Self::RecallStream>, Status> {
+        let access = self.access(&request)?;
         let r = request.into_inner();
+        access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
         let req = convert::recall_request(&r);
         let space = r.space.clone();
@@ -205,7 +232,9 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
+        let access = self.access(&request)?;
         let r = request.into_inner();
+        access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
         let snapshot = if r.snapshot_lsn == 0 {
             engine.snapshot(&r.space).map_err(status)?
@@ -254,7 +283,9 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<pb::RememberRequest>,
     ) -> Result<Response<pb::RememberResponse>, Status> {
+        let access = self.access(&request)?;
         let r = request.into_inner();
+        access.check(Right::Write, &r.space)?;
         let o = r
             .observation
             .ok_or_else(|| Status::invalid_argument("observation is missing"))?;
@@ -275,7 +306,9 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<pb::RecallRequest>,
     ) -> Result<Response<pb::RecallOnceResponse>, Status> {
+        let access = self.access(&request)?;
         let r = request.into_inner();
+        access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
         let req = convert::recall_request(&r);
         let with_embedding = r.include_embedding;
@@ -298,7 +331,9 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<pb::CreateSpaceRequest>,
     ) -> Result<Response<pb::SpaceInfo>, Status> {
+        let access = self.access(&request)?;
         let r = request.into_inner();
+        access.check(Right::Admin, &r.name)?;
         let engine = Arc::clone(self.engine()?);
         let info =
             blocking(move || engine.create_space(&r.name, convert::space_config(&r))).await?;
@@ -307,12 +342,14 @@ impl Mnemo for MnemoService {
 
     async fn list_spaces(
         &self,
-        _: Request<pb::ListSpacesRequest>,
+        request: Request<pb::ListSpacesRequest>,
     ) -> Result<Response<pb::ListSpacesResponse>, Status> {
+        let access = self.access(&request)?;
         let spaces = self
             .engine()?
             .list_spaces()
             .iter()
+            .filter(|info| access.sees(&info.name))
             .map(convert::space_info)
             .collect();
         Ok(Response::new(pb::ListSpacesResponse { spaces }))
@@ -322,10 +359,10 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<pb::DescribeSpaceRequest>,
     ) -> Result<Response<pb::DescribeSpaceResponse>, Status> {
-        let (info, stats) = self
-            .engine()?
-            .describe_space(&request.into_inner().name)
-            .map_err(status)?;
+        let access = self.access(&request)?;
+        let name = request.into_inner().name;
+        access.check(Right::Read, &name)?;
+        let (info, stats) = self.engine()?.describe_space(&name).map_err(status)?;
         Ok(Response::new(pb::DescribeSpaceResponse {
             info: Some(convert::space_info(&info)),
             stats: Some(convert::space_stats(&stats)),
@@ -336,7 +373,9 @@ impl Mnemo for MnemoService {
         &self,
         request: Request<pb::DropSpaceRequest>,
     ) -> Result<Response<pb::DropSpaceResponse>, Status> {
+        let access = self.access(&request)?;
         let name = request.into_inner().name;
+        access.check(Right::Admin, &name)?;
         let engine = Arc::clone(self.engine()?);
         blocking(move || engine.drop_space(&name)).await?;
         Ok(Response::new(pb::DropSpaceResponse {}))
@@ -344,13 +383,15 @@ impl Mnemo for MnemoService {
 
     async fn stats(
         &self,
-        _: Request<pb::StatsRequest>,
+        request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
+        let access = self.access(&request)?;
         let e = self.engine()?;
         let ingest = e.ingest_stats();
         let spaces = e
             .list_spaces()
             .iter()
+            .filter(|info| access.sees(&info.name))
             .filter_map(|info| {
                 let (_, stats) = e.describe_space(&info.name).ok()?;
                 Some(pb::stats_response::Space {

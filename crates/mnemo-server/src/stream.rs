@@ -138,6 +138,8 @@ pub(crate) struct SessionStream<W> {
     pub(crate) space: String,
     pub(crate) want_indexed: bool,
     pub(crate) tx: mpsc::Sender<Result<W, Status>>,
+    /// The caller's rights: recalls inside the stream may name other spaces.
+    pub(crate) access: crate::auth::Access,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -328,6 +330,9 @@ impl<W: Wire> SessionStream<W> {
             req.space.clone_from(&self.space);
         }
         let id = q.request_id;
+        if let Err(denied) = self.access.check(crate::auth::Right::Read, &req.space) {
+            return Box::pin(async move { vec![refused_recall(id, &denied)] });
+        }
         Box::pin(async move {
             let batch = if req.batch_size == 0 {
                 usize::MAX
@@ -365,10 +370,34 @@ impl<W: Wire> SessionStream<W> {
     }
 }
 
+/// The canonical gRPC name of a status code (as in `grpc/status.proto`).
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 fn refused_recall(request_id: String, st: &Status) -> pb::RecallResult {
     pb::RecallResult {
         request_id,
-        error_code: format!("{:?}", st.code()),
+        error_code: code_name(st.code()).to_string(),
         error: st.message().to_string(),
         ..Default::default()
     }

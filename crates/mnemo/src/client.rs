@@ -5,12 +5,15 @@ use mnemo_server::pb;
 use mnemo_server::pb::mnemo_client::MnemoClient;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::io::Write;
-use tonic::transport::Channel;
+use std::path::PathBuf;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Where the server is.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Conn {
-    /// Server address.
+    /// Server address (https:// for TLS).
     #[arg(
         long,
         global = true,
@@ -18,14 +21,115 @@ pub(crate) struct Conn {
         default_value = "http://127.0.0.1:7400"
     )]
     pub(crate) addr: String,
+    #[command(flatten)]
+    pub(crate) security: Security,
 }
 
 impl Conn {
-    pub(crate) async fn connect(&self) -> anyhow::Result<MnemoClient<Channel>> {
-        let c = MnemoClient::connect(self.addr.clone())
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        self.security.connect(&self.addr).await
+    }
+}
+
+/// How to prove who we are and whom we talk to: API key and TLS.
+#[derive(Clone, Default, clap::Args)]
+pub(crate) struct Security {
+    /// API key, sent as `authorization: Bearer <key>`.
+    #[arg(long, global = true, env = "MNEMO_API_KEY", hide_env_values = true)]
+    pub(crate) api_key: Option<String>,
+    /// CA certificate (PEM) that signed the server's; with an https:// address and
+    /// no CA, the system's trusted roots are used.
+    #[arg(long, global = true, env = "MNEMO_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for servers that require one (with --tls-key).
+    #[arg(long, global = true, env = "MNEMO_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "MNEMO_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Name to verify in the server's certificate (default: the address's host).
+    #[arg(long, global = true)]
+    pub(crate) tls_domain: Option<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_domain", &self.tls_domain)
+            .finish()
+    }
+}
+
+/// A Mnemo client that sends the API key (if any) with every call.
+pub(crate) type Client = MnemoClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <key>` to every request.
+#[derive(Clone)]
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+fn read_pem(what: &str, path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+impl Security {
+    /// Connects to `addr` with these settings.
+    pub(crate) async fn connect(&self, addr: &str) -> anyhow::Result<Client> {
+        let mut endpoint = Endpoint::from_shared(addr.to_string())
+            .with_context(|| format!("server address '{addr}'"))?;
+        let https = addr.starts_with("https://");
+        let wants_tls = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some();
+        anyhow::ensure!(
+            https || !wants_tls,
+            "TLS options need an https:// server address (got {addr})"
+        );
+        if https {
+            let mut tls = match &self.tls_ca {
+                Some(ca) => ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read_pem("CA certificate", ca)?)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => {
+                    tls = tls.identity(Identity::from_pem(
+                        read_pem("client certificate", cert)?,
+                        read_pem("client key", key)?,
+                    ));
+                }
+                (None, None) => {}
+                _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+            }
+            if let Some(d) = &self.tls_domain {
+                tls = tls.domain_name(d.clone());
+            }
+            endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+        }
+        let channel = endpoint
+            .connect()
             .await
-            .with_context(|| format!("connecting to {}", self.addr))?;
-        Ok(c.max_decoding_message_size(64 << 20))
+            .with_context(|| format!("connecting to {addr}"))?;
+        let bearer = match &self.api_key {
+            Some(k) => Some(
+                MetadataValue::try_from(format!("Bearer {k}"))
+                    .map_err(|_| anyhow::anyhow!("the API key must be printable ASCII"))?,
+            ),
+            None => None,
+        };
+        Ok(MnemoClient::with_interceptor(channel, Bearer(bearer))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
     }
 }
 
@@ -365,4 +469,22 @@ pub(crate) fn synth(a: SynthArgs) -> anyhow::Result<()> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// `mnemo key`: a new random key (32 bytes from the thread-local CSPRNG, hex) and the
+/// TOML that grants it, holding only its digest.
+pub(crate) fn new_key(name: &str) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let digest = mnemo_server::auth::key_digest_hex(&key);
+    println!("# API key '{name}': give it to the client (--api-key or MNEMO_API_KEY):");
+    println!("#   {key}");
+    println!("# and add this to the server's config file (it holds no secret):");
+    println!("[[auth.keys]]");
+    println!("name = {}", toml::Value::from(name));
+    println!("key_sha256 = \"{digest}\"");
+    println!("read = [\"*\"]   # space patterns: \"*\", \"prefix*\" or a name");
+    println!("write = [\"*\"]");
+    println!("admin = []      # create / drop");
 }

@@ -22,6 +22,10 @@ pub(crate) struct ServeConfig {
     pub(crate) max_message_bytes: usize,
     /// The engine (data directory, log, index, ingestion).
     pub(crate) engine: EngineConfig,
+    /// API keys with per-space rights (none: every call allowed).
+    pub(crate) auth: mnemo_server::auth::AuthConfig,
+    /// TLS for the gRPC listener (cert + key; optional client_ca for mutual TLS).
+    pub(crate) tls: mnemo_server::auth::TlsConfig,
 }
 
 impl Default for ServeConfig {
@@ -31,6 +35,8 @@ impl Default for ServeConfig {
             metrics: "127.0.0.1:7401".into(),
             max_message_bytes: 4 << 20,
             engine: EngineConfig::default(),
+            auth: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -76,6 +82,26 @@ impl ServeFlags {
             cfg.metrics = m.clone();
         }
         cfg.engine.validate()?;
+        mnemo_server::auth::Auth::from_config(&cfg.auth)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        if cfg.tls.enabled() {
+            cfg.tls
+                .load()
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        }
+        Ok(cfg)
+    }
+
+    /// The effective configuration for printing: plaintext API keys appear only as
+    /// their SHA-256 (which is also a valid way to configure them).
+    pub(crate) fn resolve_redacted(&self) -> anyhow::Result<ServeConfig> {
+        let mut cfg = self.resolve()?;
+        for k in &mut cfg.auth.keys {
+            if !k.key.is_empty() {
+                k.key_sha256 = mnemo_server::auth::key_digest_hex(&k.key);
+                k.key.clear();
+            }
+        }
         Ok(cfg)
     }
 }

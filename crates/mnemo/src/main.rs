@@ -41,6 +41,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a new random API key and print it with the config lines that grant it.
+    Key {
+        /// The key's name in the config.
+        #[arg(default_value = "my-key")]
+        name: String,
+    },
     /// Print synthetic clustered observations as JSON lines (for trying things out).
     Synth(client::SynthArgs),
     /// Load generator and benchmark report (in-process server unless --addr is given).
@@ -76,7 +82,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(flags) => serve::run(flags.resolve()?).await,
             Command::Config(flags) => {
-                print!("{}", toml::to_string_pretty(&flags.resolve()?)?);
+                print!("{}", toml::to_string_pretty(&flags.resolve_redacted()?)?);
                 Ok(())
             }
             Command::Space { conn, command } => client::space(conn, command).await,
@@ -84,6 +90,10 @@ fn main() -> std::process::ExitCode {
             Command::Recall(args) => client::recall(args).await,
             Command::Stats { conn, json } => client::stats(conn, json).await,
             Command::Synth(args) => client::synth(args),
+            Command::Key { name } => {
+                client::new_key(&name);
+                Ok(())
+            }
             Command::Bench(args) => bench::run(*args).await,
         }
     });

@@ -47,6 +47,28 @@ pub(crate) async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
+    let options = mnemo_server::Options {
+        limits: mnemo_server::Limits {
+            max_message_bytes: cfg.max_message_bytes,
+        },
+        auth: mnemo_server::auth::Auth::from_config(&cfg.auth)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?,
+        tls: if cfg.tls.enabled() {
+            Some(
+                cfg.tls
+                    .load()
+                    .map_err(|e| anyhow::anyhow!("configuration: {e}"))?,
+            )
+        } else {
+            None
+        },
+    };
+    if !options.auth.enabled() && !cfg.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "listening beyond loopback without API keys: anyone who can reach it can read and write"
+        );
+    }
     let engine_cfg = cfg.engine.clone();
     tracing::info!(
         listen = %cfg.listen, data_dir = %engine_cfg.data_dir.display(),
@@ -56,9 +78,7 @@ pub(crate) async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     mnemo_server::serve(
         listener,
         move || Engine::open(engine_cfg),
-        mnemo_server::Limits {
-            max_message_bytes: cfg.max_message_bytes,
-        },
+        options,
         shutdown_signal(),
         move |engine| {
             tracing::info!(

@@ -20,6 +20,8 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     addr: String,
+    /// Environment for client commands (address, key, CA).
+    env: Vec<(&'static str, String)>,
 }
 
 /// A failing test must not leave its server running.
@@ -32,21 +34,36 @@ impl Drop for Server {
 
 impl Server {
     fn start(dir: &Path, port: u16, metrics_port: u16) -> Server {
+        Self::start_with(
+            dir,
+            port,
+            &["--metrics", &format!("127.0.0.1:{metrics_port}")],
+            format!("http://127.0.0.1:{port}"),
+            Vec::new(),
+        )
+    }
+
+    fn start_with(
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+        addr: String,
+        env: Vec<(&'static str, String)>,
+    ) -> Server {
         let child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .env("MNEMO_ENGINE__LOG__DURABILITY", "buffered")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let server = Server {
-            child,
-            addr: format!("http://127.0.0.1:{port}"),
-        };
+        let mut env = env;
+        env.push(("MNEMO_ADDR", addr.clone()));
+        let server = Server { child, addr, env };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.cli(&["space", "list"]).status.success() {
             assert!(Instant::now() < deadline, "server did not come up");
@@ -58,7 +75,7 @@ impl Server {
     fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
-            .env("MNEMO_ADDR", &self.addr)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }
@@ -406,4 +423,168 @@ fn bench_refuses_bad_flags_before_starting() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+const OPS_KEY: &str = "ops-key-0123456789abcdef";
+const READER_KEY: &str = "reader-key-0123456789abcdef";
+
+fn fails_with(out: &Output, words: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should have failed");
+    assert!(err.contains(words), "stderr lacks '{words}': {err}");
+}
+
+/// TLS and API keys configured in the file, used by the client commands.
+#[test]
+fn tls_and_api_keys_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mnemo-server/tests/tls");
+    let reader_digest = mnemo_server::auth::key_digest_hex(READER_KEY);
+    let config = dir.path().join("mnemo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"metrics = ""
+[tls]
+cert = "{cert}"
+key = "{key}"
+
+[[auth.keys]]
+name = "ops"
+key = "{OPS_KEY}"
+read = ["*"]
+write = ["*"]
+admin = ["*"]
+
+[[auth.keys]]
+name = "reader"
+key_sha256 = "{reader_digest}"
+read = ["notes"]
+"#,
+            cert = tls.join("server.pem").display(),
+            key = tls.join("server.key").display(),
+        ),
+    )
+    .unwrap();
+    // `mnemo config` never prints a plaintext key.
+    let printed = Command::new(BIN)
+        .args(["config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(!printed.contains(OPS_KEY), "{printed}");
+    assert!(printed.contains(&mnemo_server::auth::key_digest_hex(OPS_KEY)));
+
+    let port = free_port();
+    let https = format!("https://127.0.0.1:{port}");
+    let ca = tls.join("ca.pem").display().to_string();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        port,
+        &["--config", config.to_str().unwrap()],
+        https.clone(),
+        vec![
+            ("MNEMO_TLS_CA", ca.clone()),
+            ("MNEMO_API_KEY", OPS_KEY.into()),
+        ],
+    );
+    server.ok(&["space", "create", "notes", "--dim", "8"]);
+    server.ok(&["space", "create", "other", "--dim", "8"]);
+    let file = dir.path().join("obs.jsonl");
+    std::fs::write(&file, server.ok(&["synth", "--dim", "8", "--count", "200"])).unwrap();
+    let out = server.ok(&["observe", "notes", file.to_str().unwrap(), "--quiet"]);
+    assert!(out.contains("200 accepted"), "{out}");
+
+    let as_reader = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--addr", &https, "--tls-ca", &ca, "--api-key", READER_KEY])
+            .output()
+            .unwrap()
+    };
+    let out = as_reader(&[
+        "recall",
+        "notes",
+        "--cue-file",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fails_with(
+        &as_reader(&["recall", "other", "--cue-file", file.to_str().unwrap()]),
+        "may not read space 'other'",
+    );
+    fails_with(
+        &as_reader(&["space", "create", "mine", "--dim", "8"]),
+        "may not administer",
+    );
+    // A refused write ends `mnemo observe` at once instead of retrying.
+    fails_with(
+        &as_reader(&["observe", "notes", file.to_str().unwrap(), "--quiet"]),
+        "may not write",
+    );
+    let listed = String::from_utf8(as_reader(&["space", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("notes") && !listed.contains("other"),
+        "{listed}"
+    );
+
+    // No key, a wrong key, no TLS.
+    let bare = |args: &[&str], extra: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(extra)
+            .env_remove("MNEMO_API_KEY")
+            .output()
+            .unwrap()
+    };
+    fails_with(
+        &bare(&["stats"], &["--addr", &https, "--tls-ca", &ca]),
+        "API key",
+    );
+    fails_with(
+        &bare(
+            &["stats"],
+            &[
+                "--addr",
+                &https,
+                "--tls-ca",
+                &ca,
+                "--api-key",
+                "wrong-key-0123456789",
+            ],
+        ),
+        "not valid",
+    );
+    let plain = format!("http://127.0.0.1:{port}");
+    assert!(
+        !bare(&["stats"], &["--addr", &plain, "--api-key", OPS_KEY])
+            .status
+            .success()
+    );
+    fails_with(
+        &bare(&["stats"], &["--addr", &plain, "--tls-ca", &ca]),
+        "https://",
+    );
+    assert!(server.sigterm().success());
+
+    // A bad key in the config: the server refuses to start and names it.
+    std::fs::write(
+        &config,
+        "[[auth.keys]]\nname = \"short\"\nkey = \"abc\"\nread = [\"*\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    fails_with(&out, "auth key 'short'");
 }

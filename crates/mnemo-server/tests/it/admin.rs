@@ -198,7 +198,7 @@ async fn health_is_not_serving_while_the_engine_recovers() {
             let _ = gate_rx.recv(); // recovery takes until the test lets it finish
             mnemo_engine::Engine::open(cfg)
         },
-        mnemo_server::Limits::default(),
+        mnemo_server::Options::default(),
         async move {
             let _ = stopped.await;
         },

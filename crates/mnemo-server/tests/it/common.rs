@@ -29,6 +29,13 @@ impl TestServer {
     }
 
     pub async fn start_with(cfg: EngineConfig) -> TestServer {
+        Self::start_with_options(cfg, mnemo_server::Options::default()).await
+    }
+
+    pub async fn start_with_options(
+        cfg: EngineConfig,
+        options: mnemo_server::Options,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -36,7 +43,7 @@ impl TestServer {
         let task = tokio::spawn(mnemo_server::serve(
             listener,
             move || Engine::open(cfg),
-            mnemo_server::Limits::default(),
+            options,
             async move {
                 let _ = stopped.await;
             },

@@ -9,6 +9,7 @@
 mod common;
 
 mod admin;
+mod auth;
 mod hostile;
 mod interop;
 mod memory_stream;

@@ -126,7 +126,7 @@ async fn observations_and_tagged_recalls_interleave_and_pause_holds_recalls_only
             Some(pb::memory_response::Kind::Recall(r)) => {
                 assert_eq!(
                     (r.request_id.as_str(), r.error_code.as_str()),
-                    ("bad", "InvalidArgument")
+                    ("bad", "INVALID_ARGUMENT")
                 );
                 got_error = true;
             }

@@ -2,10 +2,10 @@
 //! is set), recall clients at a fixed total rate, visibility probes, and a poller of
 //! the server's Stats. Each task owns its histograms; they are merged at the end.
 
+use crate::client::Client;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use mnemo_server::pb;
-use mnemo_server::pb::mnemo_client::MnemoClient;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::workload::Workload;
 
@@ -87,12 +86,17 @@ pub(crate) struct SessionOutcome {
     pub(crate) final_sequence: u64,
 }
 
-pub(crate) async fn connect(addr: &str) -> anyhow::Result<MnemoClient<Channel>> {
-    let c = MnemoClient::connect(addr.to_string())
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    Ok(c.max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+/// The server the load goes to, and how to connect to it.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) addr: String,
+    pub(crate) security: crate::client::Security,
+}
+
+impl Target {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        self.security.connect(&self.addr).await
+    }
 }
 
 fn observe_req(kind: pb::observe_request::Kind) -> pb::ObserveRequest {
@@ -103,14 +107,14 @@ fn observe_req(kind: pb::observe_request::Kind) -> pb::ObserveRequest {
 /// WINDOW_EXCEEDED and the SEQUENCE_GAPs that follow them) are re-sent in order after
 /// the server's retry-after; anything else ends the run with an error.
 pub(crate) async fn session(
-    addr: String,
+    target: Target,
     space: String,
     s: u64,
     plan: Arc<Plan>,
     work: Arc<Workload>,
     live: Arc<Live>,
 ) -> anyhow::Result<SessionOutcome> {
-    let mut client = connect(&addr).await?;
+    let mut client = target.connect().await?;
     let (tx, rx) = mpsc::channel::<pb::ObserveRequest>(1024);
     tx.send(observe_req(pb::observe_request::Kind::Init(pb::Init {
         space,
@@ -310,7 +314,7 @@ pub(crate) struct RecallOutcome {
 /// One recall client: a streaming Recall (k = 10, batches of 5) every `interval`
 /// until `stop` is set; latency runs to the last message.
 pub(crate) async fn recaller(
-    addr: String,
+    target: Target,
     space: String,
     queries: Arc<Vec<Vec<f32>>>,
     first: usize,
@@ -318,7 +322,7 @@ pub(crate) async fn recaller(
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<RecallOutcome> {
-    let mut client = connect(&addr).await?;
+    let mut client = target.connect().await?;
     let mut out = RecallOutcome {
         latency: histogram(),
         count: 0,
@@ -380,7 +384,7 @@ pub(crate) struct ProbeOutcome {
 /// Probes one at a time through their own session: observe a marked vector, then
 /// recall it (k = 10) until it comes back, `gap` apart.
 pub(crate) async fn probes(
-    addr: String,
+    target: Target,
     space: String,
     work: Arc<Workload>,
     seed: u64,
@@ -397,7 +401,7 @@ pub(crate) async fn probes(
     if n == 0 {
         return Ok(out);
     }
-    let mut client = connect(&addr).await?;
+    let mut client = target.connect().await?;
     let mut recall = client.clone();
     let (tx, rx) = mpsc::channel::<pb::ObserveRequest>(16);
     tx.send(observe_req(pb::observe_request::Kind::Init(pb::Init {
@@ -494,14 +498,14 @@ pub(crate) struct ServerView {
 
 /// Polls Stats every `every` until `stop`; keeps the worst pressure and the peak RSS.
 pub(crate) async fn poll_stats(
-    addr: String,
+    target: Target,
     space: String,
     every: Duration,
     live: Arc<Live>,
     view: Arc<Mutex<ServerView>>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let mut client = connect(&addr).await?;
+    let mut client = target.connect().await?;
     while !stop.load(Ordering::Relaxed) {
         let s = client.stats(pb::StatsRequest {}).await?.into_inner();
         if let Some(p) = s.pressure {

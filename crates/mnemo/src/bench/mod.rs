@@ -34,6 +34,10 @@ pub(crate) struct BenchArgs {
     /// Drive this server instead of starting one in-process.
     #[arg(long)]
     addr: Option<String>,
+    /// API key and TLS for --addr.
+    #[command(flatten)]
+    #[serde(skip)]
+    security: crate::client::Security,
     /// Data directory of the in-process server (default: a temporary one, removed).
     #[arg(long, conflicts_with = "addr")]
     data_dir: Option<PathBuf>,
@@ -129,7 +133,7 @@ async fn start_embedded(data_dir: Option<PathBuf>) -> anyhow::Result<Embedded> {
     let task = tokio::spawn(mnemo_server::serve(
         listener,
         move || mnemo_engine::Engine::open(cfg),
-        mnemo_server::Limits::default(),
+        mnemo_server::Options::default(),
         async move {
             let _ = stop_rx.await;
         },
@@ -203,8 +207,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, Some(e)) => e.addr.clone(),
         (None, None) => unreachable!("one of the two is set"),
     };
+    let target = load::Target {
+        addr,
+        security: args.security.clone(),
+    };
     let result = drive(
-        &args, &addr, metric, precision, rate, total, work, queries, truth,
+        &args, &target, metric, precision, rate, total, work, queries, truth,
     )
     .await;
     if let Some(e) = embedded {
@@ -283,7 +291,7 @@ type RawInput = Option<(Arc<Workload>, u64, pb::SpaceInfo)>;
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     args: &BenchArgs,
-    addr: &str,
+    target: &load::Target,
     metric: Metric,
     precision: pb::Precision,
     rate: Option<f64>,
@@ -292,7 +300,7 @@ async fn drive(
     queries: Vec<Vec<f32>>,
     truth: Truth,
 ) -> anyhow::Result<(Report, RawInput)> {
-    let mut admin = load::connect(addr).await?;
+    let mut admin = target.connect().await?;
     let space = args
         .space
         .clone()
@@ -316,7 +324,7 @@ async fn drive(
     let stop_poll = Arc::new(AtomicBool::new(false));
     let stop_recall = Arc::new(AtomicBool::new(false));
     let poller = tokio::spawn(load::poll_stats(
-        addr.to_string(),
+        target.clone(),
         space.clone(),
         Duration::from_millis(100),
         Arc::clone(&live),
@@ -334,7 +342,7 @@ async fn drive(
     let sessions: Vec<_> = (0..args.sessions)
         .map(|s| {
             tokio::spawn(load::session(
-                addr.to_string(),
+                target.clone(),
                 space.clone(),
                 s,
                 Arc::clone(&plan),
@@ -351,7 +359,7 @@ async fn drive(
     let recallers: Vec<_> = (0..recall_clients)
         .map(|c| {
             tokio::spawn(load::recaller(
-                addr.to_string(),
+                target.clone(),
                 space.clone(),
                 Arc::clone(&queries),
                 c * 7919,
@@ -362,7 +370,7 @@ async fn drive(
         })
         .collect();
     let probes = tokio::spawn(load::probes(
-        addr.to_string(),
+        target.clone(),
         space.clone(),
         Arc::clone(&work),
         args.seed,
@@ -532,7 +540,7 @@ fn show(bar: &ProgressBar, live: &Live, view: &Mutex<ServerView>, started: Insta
 /// probes are in the space too but not in the truth: each query asks for `probes`
 /// more and the first 10 workload rows count.
 async fn recall_at_10(
-    admin: &mut pb::mnemo_client::MnemoClient<tonic::transport::Channel>,
+    admin: &mut crate::client::Client,
     space: &str,
     work: &Workload,
     queries: &[Vec<f32>],
@@ -590,7 +598,7 @@ pub(crate) struct Audit {
 }
 
 async fn audit(
-    admin: &mut pb::mnemo_client::MnemoClient<tonic::transport::Channel>,
+    admin: &mut crate::client::Client,
     space: &str,
     expected: &HashMap<String, u64>,
 ) -> anyhow::Result<Audit> {
