@@ -51,8 +51,9 @@ pub use types::{
     SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us, validate_space_name,
 };
 
-/// Engine internals exposed for benchmarks only: not a stable API.
+/// Engine internals exposed for benchmarks and fuzz targets only: not a stable API.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::ingest::queue::{Item, SpaceQueue};
+    pub use crate::log::frame::{Frame, FrameError, decode_frame, encode_frame};
 }

@@ -51,7 +51,7 @@ pub fn status(e: Error) -> Status {
 }
 
 /// A protocol observation as an engine observation (not yet validated).
-pub(crate) fn observation(o: pb::Observation) -> Result<engine::Observation, Status> {
+pub fn observation(o: pb::Observation) -> Result<engine::Observation, Status> {
     let id = if o.id.is_empty() {
         None
     } else {
@@ -103,7 +103,7 @@ pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
 }
 
 /// An engine recall request from the protocol's.
-pub(crate) fn recall_request(r: &pb::RecallRequest) -> engine::RecallRequest {
+pub fn recall_request(r: &pb::RecallRequest) -> engine::RecallRequest {
     let k = if r.k == 0 { 10 } else { r.k as usize };
     let mut req = engine::RecallRequest::new(r.cue.clone(), k);
     req.snapshot = if r.min_lsn > 0 {
@@ -120,7 +120,7 @@ pub(crate) fn recall_request(r: &pb::RecallRequest) -> engine::RecallRequest {
 }
 
 /// Space configuration from a create request (0 = default for each parameter).
-pub(crate) fn space_config(r: &pb::CreateSpaceRequest) -> engine::SpaceConfig {
+pub fn space_config(r: &pb::CreateSpaceRequest) -> engine::SpaceConfig {
     let mut c = engine::SpaceConfig::new(r.dim);
     c.metric = match pb::Metric::try_from(r.metric) {
         Ok(pb::Metric::L2) => engine::Metric::L2,

@@ -15,6 +15,12 @@ pub use convert::status;
 pub use server::{Options, ServeError, serve};
 pub use service::{EngineSlot, Limits, MnemoService};
 
+/// Request conversions exposed for the fuzz targets (`fuzz/`) only: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::convert::{observation, recall_request, space_config};
+}
+
 /// Generated protocol types and service stubs.
 pub mod pb {
     #![allow(missing_docs, unreachable_pub, clippy::all, clippy::unwrap_used)]

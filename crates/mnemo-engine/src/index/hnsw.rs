@@ -9,13 +9,14 @@
 //!
 //! A lost node is a lost memory and a crash is an outage, so: inserts are serialised
 //! by `add_lock` and each single `add` holds `index` exclusively, while searches hold
-//! it shared (a search waits for at most one insert, ~1 ms at 768-d). Growth also
+//! it shared (a search waits for at most one insert, ~1 ms at 768-d: each insert
+//! releases the lock fairly, so waiting searches go before the next insert). Growth also
 //! holds `index` exclusively. Checkpoint saves hold `add_lock` (searches go on).
 //! Parallel indexing of one space comes from shards: a space's index is several
 //! graphs (by default one per index worker, up to 8), each taking one insert at a
 //! time; a search visits them all and merges.
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -181,6 +182,10 @@ impl Shard {
             {
                 return Err(index_err(e));
             }
+            // Hand the lock to searches already waiting: a plain unlock lets this loop
+            // take it straight back for the next insert, and a search can then wait out
+            // a whole batch of inserts instead of at most one.
+            RwLockWriteGuard::unlock_fair(index);
         }
         Ok(())
     }

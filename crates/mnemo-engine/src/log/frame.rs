@@ -27,7 +27,7 @@ pub(crate) fn segment_header() -> [u8; SEGMENT_HEADER] {
 }
 
 /// Appends one frame to `out` and returns its total length.
-pub(crate) fn encode_frame(out: &mut Vec<u8>, space: SpaceNo, lsn: Lsn, body: &[u8]) -> usize {
+pub fn encode_frame(out: &mut Vec<u8>, space: SpaceNo, lsn: Lsn, body: &[u8]) -> usize {
     let payload_len = PAYLOAD_HEADER + body.len();
     let start = out.len();
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
@@ -41,18 +41,19 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, space: SpaceNo, lsn: Lsn, body: &[
 }
 
 /// A verified frame borrowed from a buffer.
+#[allow(missing_docs)] // fields named by the layout above
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Frame<'a> {
-    pub(crate) space: SpaceNo,
-    pub(crate) lsn: Lsn,
-    pub(crate) body: &'a [u8],
+pub struct Frame<'a> {
+    pub space: SpaceNo,
+    pub lsn: Lsn,
+    pub body: &'a [u8],
     /// Total length of the frame including its header.
-    pub(crate) len: usize,
+    pub len: usize,
 }
 
 /// Why a frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The buffer ends inside the frame (a torn write, or simply the end).
     Truncated,
     /// Length field out of range, or checksum mismatch.
@@ -60,7 +61,7 @@ pub(crate) enum FrameError {
 }
 
 /// Decodes the frame at the start of `buf`.
-pub(crate) fn decode_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
+pub fn decode_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
     if buf.len() < FRAME_HEADER {
         return Err(FrameError::Truncated);
     }
