@@ -372,8 +372,11 @@ pub(crate) async fn recaller(
 
 /// What the visibility probes measured.
 pub(crate) struct ProbeOutcome {
-    /// Send of the observation → end of the first recall that returned it.
+    /// Ack of the observation → end of the first recall that returned it.
     pub(crate) visibility: Histogram<u64>,
+    /// Send of the observation → end of the first recall that returned it (the
+    /// ack's own latency included).
+    pub(crate) observe_to_visible: Histogram<u64>,
     /// The same, for probes sent while the server was below Warning.
     pub(crate) visibility_below_warning: Histogram<u64>,
     pub(crate) not_found: u64,
@@ -394,6 +397,7 @@ pub(crate) async fn probes(
 ) -> anyhow::Result<ProbeOutcome> {
     let mut out = ProbeOutcome {
         visibility: histogram(),
+        observe_to_visible: histogram(),
         visibility_below_warning: histogram(),
         not_found: 0,
         acked: Vec::new(),
@@ -416,7 +420,7 @@ pub(crate) async fn probes(
         let v = work.probe_vector(seed, p);
         let below_warning = live.state.load(Ordering::Relaxed) == pb::PressureState::Normal as u8;
         // Re-sent after a refusal; the clock starts at the send that is accepted.
-        let (sent, lsn) = loop {
+        let (sent, acked_at, lsn) = loop {
             let sent = Instant::now();
             tx.send(observe_req(pb::observe_request::Kind::Observation(
                 pb::Observation {
@@ -445,7 +449,7 @@ pub(crate) async fn probes(
                 }
             };
             match pb::AckStatus::try_from(ack.status) {
-                Ok(pb::AckStatus::Accepted) => break (sent, ack.lsn),
+                Ok(pb::AckStatus::Accepted) => break (sent, Instant::now(), ack.lsn),
                 Ok(pb::AckStatus::Rejected)
                     if ack.code == pb::RejectCode::Overloaded as i32
                         || ack.code == pb::RejectCode::WindowExceeded as i32 =>
@@ -468,7 +472,8 @@ pub(crate) async fn probes(
                 .await?
                 .into_inner();
             if r.memories.iter().any(|m| m.id == id) {
-                let seen = sent.elapsed();
+                record(&mut out.observe_to_visible, sent.elapsed());
+                let seen = acked_at.elapsed();
                 record(&mut out.visibility, seen);
                 if below_warning {
                     record(&mut out.visibility_below_warning, seen);

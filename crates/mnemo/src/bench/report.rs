@@ -17,9 +17,12 @@ pub(crate) struct Report {
     pub(crate) indexed_per_s: f64,
     pub(crate) ack_p50_ms: f64,
     pub(crate) ack_p99_ms: f64,
-    /// Probe sent → first recall that returns it.
+    /// Probe acked → first recall that returns it.
     pub(crate) visibility_p50_ms: Option<f64>,
     pub(crate) visibility_p99_ms: Option<f64>,
+    /// Probe sent → first recall that returns it (ack latency included).
+    pub(crate) observe_to_visible_p50_ms: Option<f64>,
+    pub(crate) observe_to_visible_p99_ms: Option<f64>,
     /// The same, over the probes sent while the server was below Warning.
     pub(crate) visibility_p99_ms_below_warning: Option<f64>,
     pub(crate) recall_p50_ms: Option<f64>,
@@ -119,6 +122,8 @@ impl Report {
             ack_p99_ms: ms(&ack, 0.99).unwrap_or(0.0),
             visibility_p50_ms: ms(&i.probes.visibility, 0.5),
             visibility_p99_ms: ms(&i.probes.visibility, 0.99),
+            observe_to_visible_p50_ms: ms(&i.probes.observe_to_visible, 0.5),
+            observe_to_visible_p99_ms: ms(&i.probes.observe_to_visible, 0.99),
             visibility_p99_ms_below_warning: ms(&i.probes.visibility_below_warning, 0.99),
             recall_p50_ms: ms(&recall, 0.5),
             recall_p99_ms: ms(&recall, 0.99),
@@ -188,6 +193,12 @@ impl Report {
             opt(self.visibility_p50_ms, " ms"),
             opt(self.visibility_p99_ms, " ms"),
             opt(self.visibility_p99_ms_below_warning, " ms")
+        );
+        println!(
+            "  {:<28} {:>12}  p99 {}",
+            "observe → visible p50",
+            opt(self.observe_to_visible_p50_ms, " ms"),
+            opt(self.observe_to_visible_p99_ms, " ms")
         );
         println!(
             "  {:<28} {:>12}  p99 {}  ({} recalls, {} errors)",
