@@ -16,7 +16,8 @@ pub struct EngineConfig {
     /// The log.
     pub log: LogConfig,
     /// Memory the fresh tier of one space may use for vectors awaiting indexing
-    /// (rows = bytes / (4 × dim)). Default 256 MiB.
+    /// (rows = bytes / (4 × dim)). Default 160 MiB: ~54K rows at 768-d, room for a
+    /// 50K burst; more only lengthens every recall's exact scan and the peak RSS.
     pub fresh_tier_bytes: usize,
     /// Index worker threads. Default: number of cores. A new space's index gets one
     /// shard (graph) per worker, up to 8, so workers can index one space in parallel.
@@ -106,7 +107,7 @@ impl Default for EngineConfig {
         EngineConfig {
             data_dir: PathBuf::from("mnemo-data"),
             log: LogConfig::default(),
-            fresh_tier_bytes: 256 << 20,
+            fresh_tier_bytes: 160 << 20,
             index_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
