@@ -69,8 +69,11 @@ impl Default for SpaceQueue {
 impl SpaceQueue {
     /// Appends to the back of `lane`.
     pub fn push(&self, lane: Lane, item: Item) {
-        self.lanes[lane as usize].push(item);
+        // Count first: a consumer can pop the item the moment it is in the lane, and
+        // its decrement must never come before this increment (the counter would wrap
+        // below zero and `len` overflow). So depth ≥ items, never less.
         self.depth[lane as usize].fetch_add(1, Ordering::AcqRel);
+        self.lanes[lane as usize].push(item);
     }
 
     /// Items waiting, all lanes.
