@@ -73,19 +73,16 @@ fn engine_on(dir: &Path, reserve: u64) -> Engine {
 }
 
 /// Observes in one session until refused; returns the refused sequence and error.
-fn fill_until_refused(e: &Engine, session: &mnemo_engine::Session, from: u64) -> (u64, Error) {
-    for seq in from.. {
-        match session.observe(seq, big_obs(seq), Lane::Normal) {
-            Ok(t) => match t.wait() {
-                Ok(_) => {}
-                Err(err) => return (seq, err),
-            },
-            Err(err) => return (seq, err),
+fn fill_until_refused(session: &mnemo_engine::Session) -> (u64, Error) {
+    for seq in 1..100_000 {
+        if let Err(err) = session
+            .observe(seq, big_obs(seq), Lane::Normal)
+            .and_then(|t| t.wait())
+        {
+            return (seq, err);
         }
-        assert!(seq < 100_000, "never refused");
     }
-    let _ = e;
-    unreachable!()
+    panic!("never refused");
 }
 
 fn assert_all_readable(e: &Engine, upto: u64) {
@@ -112,7 +109,7 @@ fn below_the_reserve_observations_are_refused_and_resume_when_space_is_freed() {
     e.create_space("s", SpaceConfig::new(DIM as u32)).unwrap();
     let session = e.open_session("s", Some("agent")).unwrap();
 
-    let (refused, err) = fill_until_refused(&e, &session, 1);
+    let (refused, err) = fill_until_refused(&session);
     assert!(
         matches!(err, Error::StorageFull { free_bytes, reserve_bytes, .. }
             if free_bytes < reserve_bytes && reserve_bytes == 4 << 20),
@@ -169,7 +166,7 @@ fn enospc_in_a_write_fails_closed_and_a_restart_recovers_every_ack() {
     let e = engine_on(fs.path(), 0);
     e.create_space("s", SpaceConfig::new(DIM as u32)).unwrap();
     let session = e.open_session("s", Some("agent")).unwrap();
-    let (failed, err) = fill_until_refused(&e, &session, 1);
+    let (failed, err) = fill_until_refused(&session);
     assert!(
         matches!(&err, Error::Poisoned(why) if why.contains("No space left")),
         "{err}"
