@@ -28,6 +28,25 @@ pub(crate) struct ServeConfig {
     pub(crate) tls: mnemo_server::auth::TlsConfig,
 }
 
+impl ServeConfig {
+    /// The checked API keys and the loaded TLS settings (none when TLS is off).
+    pub(crate) fn security(
+        &self,
+    ) -> anyhow::Result<(
+        mnemo_server::auth::Auth,
+        Option<tonic::transport::ServerTlsConfig>,
+    )> {
+        let bad = |e: String| anyhow::anyhow!("configuration: {e}");
+        let auth = mnemo_server::auth::Auth::from_config(&self.auth).map_err(bad)?;
+        let tls = if self.tls.enabled() {
+            Some(self.tls.load().map_err(bad)?)
+        } else {
+            None
+        };
+        Ok((auth, tls))
+    }
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
@@ -82,13 +101,7 @@ impl ServeFlags {
             cfg.metrics = m.clone();
         }
         cfg.engine.validate()?;
-        mnemo_server::auth::Auth::from_config(&cfg.auth)
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        if cfg.tls.enabled() {
-            cfg.tls
-                .load()
-                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        }
+        cfg.security()?;
         Ok(cfg)
     }
 

@@ -47,21 +47,13 @@ pub(crate) async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
+    let (auth, tls) = cfg.security()?;
     let options = mnemo_server::Options {
         limits: mnemo_server::Limits {
             max_message_bytes: cfg.max_message_bytes,
         },
-        auth: mnemo_server::auth::Auth::from_config(&cfg.auth)
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?,
-        tls: if cfg.tls.enabled() {
-            Some(
-                cfg.tls
-                    .load()
-                    .map_err(|e| anyhow::anyhow!("configuration: {e}"))?,
-            )
-        } else {
-            None
-        },
+        auth,
+        tls,
     };
     if !options.auth.enabled() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(

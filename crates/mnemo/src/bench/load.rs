@@ -2,7 +2,7 @@
 //! is set), recall clients at a fixed total rate, visibility probes, and a poller of
 //! the server's Stats. Each task owns its histograms; they are merged at the end.
 
-use crate::client::Client;
+use crate::client::Conn;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use mnemo_server::pb;
@@ -86,19 +86,6 @@ pub(crate) struct SessionOutcome {
     pub(crate) final_sequence: u64,
 }
 
-/// The server the load goes to, and how to connect to it.
-#[derive(Clone)]
-pub(crate) struct Target {
-    pub(crate) addr: String,
-    pub(crate) security: crate::client::Security,
-}
-
-impl Target {
-    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        self.security.connect(&self.addr).await
-    }
-}
-
 fn observe_req(kind: pb::observe_request::Kind) -> pb::ObserveRequest {
     pb::ObserveRequest { kind: Some(kind) }
 }
@@ -107,7 +94,7 @@ fn observe_req(kind: pb::observe_request::Kind) -> pb::ObserveRequest {
 /// WINDOW_EXCEEDED and the SEQUENCE_GAPs that follow them) are re-sent in order after
 /// the server's retry-after; anything else ends the run with an error.
 pub(crate) async fn session(
-    target: Target,
+    target: Conn,
     space: String,
     s: u64,
     plan: Arc<Plan>,
@@ -314,7 +301,7 @@ pub(crate) struct RecallOutcome {
 /// One recall client: a streaming Recall (k = 10, batches of 5) every `interval`
 /// until `stop` is set; latency runs to the last message.
 pub(crate) async fn recaller(
-    target: Target,
+    target: Conn,
     space: String,
     queries: Arc<Vec<Vec<f32>>>,
     first: usize,
@@ -387,7 +374,7 @@ pub(crate) struct ProbeOutcome {
 /// Probes one at a time through their own session: observe a marked vector, then
 /// recall it (k = 10) until it comes back, `gap` apart.
 pub(crate) async fn probes(
-    target: Target,
+    target: Conn,
     space: String,
     work: Arc<Workload>,
     seed: u64,
@@ -503,7 +490,7 @@ pub(crate) struct ServerView {
 
 /// Polls Stats every `every` until `stop`; keeps the worst pressure and the peak RSS.
 pub(crate) async fn poll_stats(
-    target: Target,
+    target: Conn,
     space: String,
     every: Duration,
     live: Arc<Live>,

@@ -207,7 +207,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, Some(e)) => e.addr.clone(),
         (None, None) => unreachable!("one of the two is set"),
     };
-    let target = load::Target {
+    let target = crate::client::Conn {
         addr,
         security: args.security.clone(),
     };
@@ -291,7 +291,7 @@ type RawInput = Option<(Arc<Workload>, u64, pb::SpaceInfo)>;
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     args: &BenchArgs,
-    target: &load::Target,
+    target: &crate::client::Conn,
     metric: Metric,
     precision: pb::Precision,
     rate: Option<f64>,
