@@ -15,9 +15,11 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// The log.
     pub log: LogConfig,
-    /// Memory the fresh tier of one space may use for vectors awaiting indexing
-    /// (rows = bytes / (4 × dim)). Default 160 MiB: ~54K rows at 768-d, room for a
-    /// 50K burst; more only lengthens every recall's exact scan and the peak RSS.
+    /// Memory the fresh tier of one space may use for vectors awaiting indexing. A
+    /// row takes `dim` bytes of 8-bit codes (what recalls scan) plus the vector at
+    /// the graph's precision (2 × dim for f16/i8, 4 × dim for f32) plus 8. Default
+    /// 128 MiB: ~58K rows at 768-d f16, room for a 50K burst; more only lengthens
+    /// every recall's scan and the peak RSS.
     pub fresh_tier_bytes: usize,
     /// Index worker threads. Default: number of cores. A new space's index gets one
     /// shard (graph) per worker, up to 8, so workers can index one space in parallel.
@@ -107,7 +109,7 @@ impl Default for EngineConfig {
         EngineConfig {
             data_dir: PathBuf::from("mnemo-data"),
             log: LogConfig::default(),
-            fresh_tier_bytes: 160 << 20,
+            fresh_tier_bytes: 128 << 20,
             index_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -160,8 +162,8 @@ impl EngineConfig {
         self.index_threads.clamp(1, 8)
     }
 
-    /// Fresh-tier rows for a space of `dim` dimensions.
-    pub(crate) fn fresh_rows(&self, dim: u32) -> usize {
-        (self.fresh_tier_bytes / (4 * dim as usize)).max(16)
+    /// Fresh-tier rows for a space of `dim` dimensions and graph `precision`.
+    pub(crate) fn fresh_rows(&self, dim: u32, precision: crate::types::Precision) -> usize {
+        (self.fresh_tier_bytes / crate::index::fresh::row_bytes(dim as usize, precision)).max(16)
     }
 }

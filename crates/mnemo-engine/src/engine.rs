@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::index::gate::RecallGate;
 use crate::index::hnsw::Hnsw;
 use crate::ingest::pressure::{PressureReport, PressureState};
 use crate::ingest::queue::{Budget, Item, ReadyRing};
@@ -52,6 +53,8 @@ struct Registry {
     /// The monitor's latest state and `retry_after` (µs), for the admission hot path.
     state: AtomicU8,
     retry_after_us: AtomicU64,
+    /// Recalls in progress; index workers yield to them.
+    recalls: Arc<RecallGate>,
 }
 
 impl Registry {
@@ -65,6 +68,7 @@ impl Registry {
             counters: Counters::default(),
             state: AtomicU8::new(PressureState::Normal as u8),
             retry_after_us: AtomicU64::new(10_000),
+            recalls: Arc::default(),
         }
     }
 
@@ -363,7 +367,8 @@ impl Engine {
                 dir,
                 hnsw,
                 ckpt,
-                config.fresh_rows(info.config.dim),
+                config.fresh_rows(info.config.dim, info.config.index.precision),
+                Arc::clone(&registry.recalls),
             );
             registry.by_no.write().insert(info.no, Arc::new(space));
         }
@@ -506,7 +511,10 @@ impl Engine {
             dir,
             Hnsw::new(&info.config, self.inner.config.index_shards())?,
             0,
-            self.inner.config.fresh_rows(info.config.dim),
+            self.inner
+                .config
+                .fresh_rows(info.config.dim, info.config.index.precision),
+            Arc::clone(&self.inner.registry.recalls),
         );
         next.spaces.push(info.clone());
         next.save(&self.inner.config.data_dir)?;

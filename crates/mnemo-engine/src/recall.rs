@@ -3,7 +3,8 @@
 //! A [`RecallCursor`] is bound to one snapshot LSN `S`: it only ever returns records
 //! with `lsn <= S`, and since LSNs are dense and records immutable, the records
 //! `1..=S` are exactly the ones committed before the snapshot. The first batch ranks
-//! all `k`: it scans the fresh tier exactly, *then* searches the HNSW graph (a record
+//! all `k`: it scans the whole fresh tier (8-bit codes, oversampled), *then* searches
+//! the HNSW graph (a record
 //! leaves the fresh tier only after it is in the graph, so nothing committed falls
 //! between the two), merges the candidates by LSN and re-scores them exactly with the
 //! f32 vector from the log. Batches then read the ranked records in order, so a
@@ -19,6 +20,11 @@ use crate::log::Log;
 use crate::record::ObservationRecord;
 use crate::space::Space;
 use crate::types::{Lsn, Memory};
+
+/// Candidates re-scored beyond `k` (at least this many, or `k / 2`): the fresh scan
+/// ranks by 8-bit codes and the graph at index precision, so the exact re-score
+/// looks a little further than `k` before it picks the final `k`.
+const FRESH_OVERSAMPLE: usize = 32;
 
 /// Largest `k` one recall may ask for.
 pub const MAX_RECALL_K: usize = 10_000;
@@ -171,18 +177,26 @@ impl RecallCursor {
     }
 
     /// The best `min(k, S)` records of the snapshot with exact scores, best first.
+    ///
+    /// Candidates come from the fresh tier (8-bit scores) and the graph (its own
+    /// distances, at index precision); both are close to exact, so only the best
+    /// `want` plus a margin are read back from the log and re-scored in f32.
     fn rank(&self) -> Result<VecDeque<(Lsn, f32)>> {
         let snapshot = self.snapshot;
         let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
         let want = self.remaining.min(available);
+        let margin = (want / 2).max(FRESH_OVERSAMPLE);
+        let metric = self.space.info.config.metric;
+        // Index workers pause their next insert until this recall has ranked.
+        let _recalling = self.space.recalls.enter();
+        let started = std::time::Instant::now();
         // Order matters: fresh first, then the graph (see the module docs).
-        let mut candidates: Vec<Lsn> = self
-            .space
-            .fresh
-            .scan(&self.prepared, want, snapshot, &|_| false)
-            .into_iter()
-            .map(|c| c.0)
-            .collect();
+        let mut candidates: Vec<(Lsn, f32)> =
+            self.space
+                .fresh
+                .scan(&self.prepared, want + margin, snapshot, &|_| false);
+        let fresh_done = started.elapsed();
+        let from_fresh = candidates.len();
         let mut ask = want + 8;
         loop {
             let hits = self
@@ -190,20 +204,34 @@ impl RecallCursor {
                 .hnsw
                 .search(&self.cue, ask, &|lsn| lsn <= snapshot)?;
             let short = hits.len() < ask;
-            candidates.extend(hits.into_iter().map(|h| h.0));
-            candidates.sort_unstable();
-            candidates.dedup();
+            candidates.truncate(from_fresh);
+            candidates.extend(
+                hits.into_iter()
+                    .map(|(lsn, d)| (lsn, score::from_distance(metric, d))),
+            );
+            let distinct = {
+                let mut lsns: Vec<Lsn> = candidates.iter().map(|c| c.0).collect();
+                lsns.sort_unstable();
+                lsns.dedup();
+                lsns.len()
+            };
             // The graph may come back short under a tight filter (usearch trap):
             // ask for more until the ranking is full or the graph is exhausted.
-            if candidates.len() >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
+            if distinct >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
                 break;
             }
             ask = (ask * 4).min(available.max(1));
         }
+        let graph_done = started.elapsed();
 
-        let metric = self.space.info.config.metric;
+        // Best approximate score per LSN, then the best `want + margin` of those.
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        candidates.dedup_by_key(|c| c.0);
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        candidates.truncate(want + margin);
+
         let mut scored = Vec::with_capacity(candidates.len());
-        for lsn in candidates {
+        for (lsn, _) in candidates {
             let m = read_memory(&self.space, self.log.as_ref(), lsn)?;
             let exact = score::score(
                 metric,
@@ -214,6 +242,14 @@ impl RecallCursor {
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(want);
+        tracing::debug!(
+            space = %self.space.info.name,
+            fresh_rows = self.space.fresh.len(),
+            fresh_us = fresh_done.as_micros() as u64,
+            graph_us = (graph_done - fresh_done).as_micros() as u64,
+            rescore_us = (started.elapsed() - graph_done).as_micros() as u64,
+            "recall ranked"
+        );
         Ok(scored.into())
     }
 

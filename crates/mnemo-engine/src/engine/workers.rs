@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::{Inner, Registry};
 use crate::error::Result;
+use crate::index::hnsw::VectorRef;
 use crate::ingest::queue::Item;
 use crate::ingest::stats::{Counters, names};
 use crate::space::Space;
@@ -164,10 +165,10 @@ pub(super) fn index_items(space: &Space, items: &[Item]) -> Result<()> {
         }
     }
     let rows = space.fresh.rows(&lsns);
-    let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|(l, v)| (*l, v.as_slice())).collect();
+    let refs: Vec<(Lsn, VectorRef<'_>)> = rows.iter().map(|(l, v)| (*l, v.as_ref())).collect();
     // Only a retried batch can have rows in the graph already (in any shard).
     let retried = items.iter().any(|i| i.retried);
-    space.hnsw.add_batch(&refs, retried)?;
+    space.hnsw.add_batch(&refs, retried, &space.recalls)?;
     space.fresh.mark_indexed(&lsns);
     space.refresh_indexed();
     Ok(())

@@ -6,33 +6,122 @@
 //! chunk `Arc`s and scans without holding the list lock, so a scan never blocks the
 //! writer for longer than one chunk.
 //!
+//! Each row is kept twice: at the graph's precision (f32, or f16 for f16/i8 graphs)
+//! for the index workers, and as 8-bit codes for the scan. Every recall scans the
+//! whole tier, so the scan reads the codes (a quarter of f32) and returns candidates
+//! that the recall re-scores exactly from the log.
+//!
 //! Invariant (with the recall order "fresh scan, then HNSW search"): a row leaves
 //! this tier only after it is in HNSW, so a committed record is never missing from
 //! both. Rows that are in both are de-duplicated by LSN in the merge.
 
 use parking_lot::RwLock;
-use std::collections::VecDeque;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::hnsw::VectorRef;
 use super::score;
-use crate::types::{Lsn, Metric};
+use crate::types::{Lsn, Metric, Precision};
 
 /// Rows per chunk.
 pub(crate) const CHUNK_ROWS: usize = 256;
 
+/// Bytes one row of `dim` dimensions takes in the tier for a graph of `precision`.
+pub(crate) fn row_bytes(dim: usize, precision: Precision) -> usize {
+    let full = match precision {
+        Precision::F32 => 4,
+        Precision::F16 | Precision::I8 => 2,
+    };
+    dim * full + dim + 2 * size_of::<f32>()
+}
+
+/// A chunk's rows, row-major.
+struct Rows {
+    /// Prepared vectors for the graph (see [`score::prepare`]).
+    full: FullRows,
+    /// 8-bit codes of the prepared vectors (see [`score::quantize`]).
+    codes: Vec<i8>,
+    /// Per row: the code scale and the exact squared norm.
+    scales: Vec<f32>,
+    sq_norms: Vec<f32>,
+}
+
+/// Vectors at the precision the graph stores (f16 as IEEE bits).
+enum FullRows {
+    F32(Vec<f32>),
+    F16(Vec<i16>),
+}
+
+/// A row handed to an index worker.
+pub(crate) enum IndexRow {
+    F32(Vec<f32>),
+    F16(Vec<i16>),
+}
+
+impl IndexRow {
+    pub(crate) fn as_ref(&self) -> VectorRef<'_> {
+        match self {
+            IndexRow::F32(v) => VectorRef::F32(v),
+            IndexRow::F16(v) => VectorRef::F16(v),
+        }
+    }
+}
+
+impl Rows {
+    fn new(dim: usize, precision: Precision) -> Self {
+        let full = match precision {
+            Precision::F32 => FullRows::F32(Vec::with_capacity(CHUNK_ROWS * dim)),
+            Precision::F16 | Precision::I8 => FullRows::F16(Vec::with_capacity(CHUNK_ROWS * dim)),
+        };
+        Rows {
+            full,
+            codes: Vec::with_capacity(CHUNK_ROWS * dim),
+            scales: Vec::with_capacity(CHUNK_ROWS),
+            sq_norms: Vec::with_capacity(CHUNK_ROWS),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    fn push(&mut self, prepared: &[f32]) {
+        match &mut self.full {
+            FullRows::F32(v) => v.extend_from_slice(prepared),
+            FullRows::F16(v) => v.extend(
+                prepared
+                    .iter()
+                    .map(|x| half::f16::from_f32(*x).to_bits().cast_signed()),
+            ),
+        }
+        let q = score::quantize(prepared);
+        self.codes.extend_from_slice(&q.codes);
+        self.scales.push(q.scale);
+        self.sq_norms.push(q.sq_norm);
+    }
+
+    fn index_row(&self, row: usize, dim: usize) -> IndexRow {
+        let span = row * dim..(row + 1) * dim;
+        match &self.full {
+            FullRows::F32(v) => IndexRow::F32(v[span].to_vec()),
+            FullRows::F16(v) => IndexRow::F16(v[span].to_vec()),
+        }
+    }
+}
+
 struct Chunk {
     base: Lsn,
-    /// Prepared rows (see [`score::prepare`]), row-major.
-    rows: RwLock<Vec<f32>>,
+    rows: RwLock<Rows>,
     /// Per row: already in HNSW.
     indexed: Box<[AtomicBool]>,
     indexed_count: AtomicUsize,
 }
 
 impl Chunk {
-    fn len(&self, dim: usize) -> usize {
-        self.rows.read().len() / dim
+    fn len(&self) -> usize {
+        self.rows.read().len()
     }
 }
 
@@ -46,6 +135,7 @@ struct State {
 pub(crate) struct FreshTier {
     dim: usize,
     metric: Metric,
+    precision: Precision,
     state: RwLock<State>,
     /// Rows held (pushed and not yet dropped with their chunk).
     resident: AtomicUsize,
@@ -55,11 +145,19 @@ pub(crate) struct FreshTier {
 }
 
 impl FreshTier {
-    /// An empty tier whose first row will have `next_lsn`, holding at most `capacity` rows.
-    pub(crate) fn new(dim: usize, metric: Metric, next_lsn: Lsn, capacity: usize) -> Self {
+    /// An empty tier whose first row will have `next_lsn`, holding at most `capacity`
+    /// rows, for a graph of `precision`.
+    pub(crate) fn new(
+        dim: usize,
+        metric: Metric,
+        precision: Precision,
+        next_lsn: Lsn,
+        capacity: usize,
+    ) -> Self {
         FreshTier {
             dim,
             metric,
+            precision,
             state: RwLock::new(State {
                 chunks: VecDeque::new(),
                 next_lsn,
@@ -101,13 +199,13 @@ impl FreshTier {
         let prepared = score::prepare(self.metric, vector);
         let mut st = self.state.write();
         let fits = st.chunks.back().is_some_and(|c| {
-            let len = c.len(self.dim);
+            let len = c.len();
             len < CHUNK_ROWS && c.base + len as Lsn == lsn
         });
         if !fits {
             st.chunks.push_back(Arc::new(Chunk {
                 base: lsn,
-                rows: RwLock::new(Vec::with_capacity(CHUNK_ROWS * self.dim)),
+                rows: RwLock::new(Rows::new(self.dim, self.precision)),
                 indexed: (0..CHUNK_ROWS).map(|_| AtomicBool::new(false)).collect(),
                 indexed_count: AtomicUsize::new(0),
             }));
@@ -115,8 +213,8 @@ impl FreshTier {
         if let Some(chunk) = st.chunks.back() {
             let row = {
                 let mut rows = chunk.rows.write();
-                rows.extend_from_slice(&prepared);
-                rows.len() / self.dim - 1
+                rows.push(&prepared);
+                rows.len() - 1
             };
             if already_indexed {
                 chunk.indexed[row].store(true, Ordering::Release);
@@ -129,18 +227,16 @@ impl FreshTier {
             self.reserved.fetch_add(1, Ordering::AcqRel);
         }
         // A recovered chunk whose rows are all in the checkpoint can go once full.
-        let full = st
-            .chunks
-            .back()
-            .is_some_and(|c| c.len(self.dim) == CHUNK_ROWS);
+        let full = st.chunks.back().is_some_and(|c| c.len() == CHUNK_ROWS);
         if already_indexed && full {
             let last = st.chunks.len() - 1;
             self.drop_if_indexed(&mut st, last);
         }
     }
 
-    /// Exact top-`k` by score among rows with `lsn <= snapshot` and not `excluded`.
-    /// Returns `(lsn, score)` pairs, best first.
+    /// The `k` best rows by approximate (8-bit) score among rows with
+    /// `lsn <= snapshot` and not `excluded`: `(lsn, approximate score)`, best first.
+    /// Callers re-score the candidates exactly; ask for more than needed.
     pub(crate) fn scan(
         &self,
         cue: &[f32],
@@ -149,27 +245,33 @@ impl FreshTier {
         excluded: &dyn Fn(Lsn) -> bool,
     ) -> Vec<(Lsn, f32)> {
         let chunks: Vec<Arc<Chunk>> = self.state.read().chunks.iter().cloned().collect();
+        let cue = score::quantize(cue);
+        let dot_i8 = score::dot_i8_kernel();
         let mut top = TopK::new(k);
         for chunk in chunks {
             if chunk.base > snapshot {
                 break;
             }
             let rows = chunk.rows.read();
-            for (i, row) in rows.chunks_exact(self.dim).enumerate() {
+            let codes = rows.codes.chunks_exact(self.dim);
+            let meta = rows.scales.iter().zip(&rows.sq_norms);
+            for (i, (row, (scale, sq_norm))) in codes.zip(meta).enumerate() {
                 let lsn = chunk.base + i as Lsn;
                 if lsn > snapshot {
                     break;
                 }
-                if !excluded(lsn) {
-                    top.offer(lsn, score::score(self.metric, cue, row));
+                let s = score::approx_score(self.metric, &cue, row, *scale, *sq_norm, dot_i8);
+                if top.admits(s) && !excluded(lsn) {
+                    top.offer(lsn, s);
                 }
             }
         }
         top.into_sorted()
     }
 
-    /// The prepared vectors of those `lsns` that are here and not yet indexed.
-    pub(crate) fn rows(&self, lsns: &[Lsn]) -> Vec<(Lsn, Vec<f32>)> {
+    /// The prepared vectors (at graph precision) of those `lsns` that are here and
+    /// not yet indexed.
+    pub(crate) fn rows(&self, lsns: &[Lsn]) -> Vec<(Lsn, IndexRow)> {
         let st = self.state.read();
         let mut out = Vec::with_capacity(lsns.len());
         for &lsn in lsns {
@@ -179,8 +281,8 @@ impl FreshTier {
             let chunk = &st.chunks[i];
             let row = (lsn - chunk.base) as usize;
             let rows = chunk.rows.read();
-            if row < rows.len() / self.dim && !chunk.indexed[row].load(Ordering::Acquire) {
-                out.push((lsn, rows[row * self.dim..(row + 1) * self.dim].to_vec()));
+            if row < rows.len() && !chunk.indexed[row].load(Ordering::Acquire) {
+                out.push((lsn, rows.index_row(row, self.dim)));
             }
         }
         out
@@ -201,7 +303,7 @@ impl FreshTier {
             };
             let chunk = &st.chunks[i];
             let row = (lsn - chunk.base) as usize;
-            if row < chunk.len(self.dim) && !chunk.indexed[row].swap(true, Ordering::AcqRel) {
+            if row < chunk.len() && !chunk.indexed[row].swap(true, Ordering::AcqRel) {
                 chunk.indexed_count.fetch_add(1, Ordering::AcqRel);
                 touched.push(i);
             }
@@ -215,7 +317,7 @@ impl FreshTier {
     }
 
     fn drop_if_indexed(&self, st: &mut State, i: usize) {
-        let len = st.chunks[i].len(self.dim);
+        let len = st.chunks[i].len();
         if st.chunks[i].indexed_count.load(Ordering::Acquire) == len {
             st.chunks.remove(i);
             self.resident.fetch_sub(len, Ordering::AcqRel);
@@ -227,7 +329,7 @@ impl FreshTier {
     pub(crate) fn indexed_watermark(&self) -> Lsn {
         let st = self.state.read();
         for chunk in &st.chunks {
-            let len = chunk.len(self.dim);
+            let len = chunk.len();
             if let Some(i) = (0..len).find(|&i| !chunk.indexed[i].load(Ordering::Acquire)) {
                 return chunk.base + i as Lsn - 1;
             }
@@ -237,52 +339,67 @@ impl FreshTier {
 }
 
 /// Bounded best-k collector (keeps the k highest scores; ties prefer the lower LSN).
+/// A min-heap on "better", so the worst kept item is at the top and a row that does
+/// not beat it is turned away in O(1), which is nearly every row of a long scan.
 pub(crate) struct TopK {
     k: usize,
-    items: Vec<(Lsn, f32)>,
+    heap: BinaryHeap<Ranked>,
+}
+
+/// Heap entry ordered so that the *worst* item is the greatest.
+#[derive(Clone, Copy, PartialEq)]
+struct Ranked(Lsn, f32);
+
+impl Eq for Ranked {}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        // Lower score = worse = greater; on equal scores the higher LSN is worse.
+        other.1.total_cmp(&self.1).then(self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl TopK {
     pub(crate) fn new(k: usize) -> Self {
         TopK {
             k,
-            items: Vec::with_capacity(k + 1),
+            heap: BinaryHeap::with_capacity(k + 1),
         }
     }
 
-    fn better(a: &(Lsn, f32), b: &(Lsn, f32)) -> bool {
-        a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
+    /// Cheap pre-check: could a row with `score` be kept (ignoring LSN ties)?
+    #[inline]
+    pub(crate) fn admits(&self, score: f32) -> bool {
+        self.k > 0 && (self.heap.len() < self.k || self.heap.peek().is_some_and(|w| score >= w.1))
     }
 
     pub(crate) fn offer(&mut self, lsn: Lsn, score: f32) {
         if self.k == 0 {
             return;
         }
-        if self.items.len() == self.k {
-            // The worst kept item sits last once sorted; linear scan is fine for small k.
-            let (wi, worst) =
-                self.items
-                    .iter()
-                    .enumerate()
-                    .fold((0, self.items[0]), |acc, (i, it)| {
-                        if Self::better(&acc.1, it) {
-                            (i, *it)
-                        } else {
-                            acc
-                        }
-                    });
-            if Self::better(&(lsn, score), &worst) {
-                self.items[wi] = (lsn, score);
-            }
-        } else {
-            self.items.push((lsn, score));
+        let item = Ranked(lsn, score);
+        if self.heap.len() < self.k {
+            self.heap.push(item);
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && item < *worst
+        {
+            *worst = item;
         }
     }
 
-    pub(crate) fn into_sorted(mut self) -> Vec<(Lsn, f32)> {
-        self.items
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        self.items
+    pub(crate) fn into_sorted(self) -> Vec<(Lsn, f32)> {
+        // Ascending by `Ranked` order = best first.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| (r.0, r.1))
+            .collect()
     }
 }
 
@@ -291,7 +408,7 @@ mod tests {
     use super::*;
 
     fn tier() -> FreshTier {
-        FreshTier::new(2, Metric::L2, 1, 10_000)
+        FreshTier::new(2, Metric::L2, Precision::F32, 1, 10_000)
     }
 
     #[test]
@@ -319,7 +436,8 @@ mod tests {
         let first: Vec<Lsn> = (1..=300).collect();
         let rows = t.rows(&first);
         assert_eq!(rows.len(), 300);
-        assert_eq!(rows[9], (10, vec![10.0, 1.0]));
+        assert_eq!(rows[9].0, 10);
+        assert!(matches!(&rows[9].1, IndexRow::F32(v) if v == &[10.0, 1.0]));
         assert_eq!(t.indexed_watermark(), 0);
         t.mark_indexed(&first);
         assert!(
@@ -340,12 +458,106 @@ mod tests {
 
     #[test]
     fn reservations_bound_the_tier() {
-        let t = FreshTier::new(2, Metric::L2, 1, 2);
+        let t = FreshTier::new(2, Metric::L2, Precision::F32, 1, 2);
         assert!(t.try_reserve());
         assert!(t.try_reserve());
         assert!(!t.try_reserve());
         t.release(1);
         assert!(t.try_reserve());
+    }
+
+    /// Pseudo-random vectors in [-0.5, 0.5), seeded.
+    fn noise(seed: u64, n: usize, dim: usize) -> Vec<Vec<f32>> {
+        let mut x = seed;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect()
+    }
+
+    /// The 8-bit scan must hand the exact top-k to the re-score: with the oversampling
+    /// recall uses, every exact top-10 row is among the candidates, for every metric.
+    #[test]
+    fn quantized_scan_candidates_hold_the_exact_top_k() {
+        for (seed, metric) in [
+            (1, Metric::Cosine),
+            (2, Metric::L2),
+            (3, Metric::InnerProduct),
+        ] {
+            let dim = 96;
+            let t = FreshTier::new(dim, metric, Precision::F16, 1, 10_000);
+            let rows = noise(seed, 3000, dim);
+            for (i, v) in rows.iter().enumerate() {
+                t.push(i as Lsn + 1, v, false, false);
+            }
+            for cue in noise(seed + 100, 20, dim) {
+                let prepared = score::prepare(metric, &cue);
+                let mut exact: Vec<(Lsn, f32)> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let s = score::score(metric, &prepared, &score::prepare(metric, v));
+                        (i as Lsn + 1, s)
+                    })
+                    .collect();
+                exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let got: Vec<Lsn> = t
+                    .scan(&prepared, 10 + 32, 3000, &|_| false)
+                    .iter()
+                    .map(|c| c.0)
+                    .collect();
+                for (lsn, _) in &exact[..10] {
+                    assert!(
+                        got.contains(lsn),
+                        "{metric:?}: exact hit {lsn} not a candidate"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_graphs_get_f16_rows() {
+        let t = FreshTier::new(3, Metric::L2, Precision::F16, 1, 100);
+        t.push(1, &[1.0, -2.5, 0.1], false, false);
+        let rows = t.rows(&[1]);
+        let IndexRow::F16(bits) = &rows[0].1 else {
+            panic!("an f16 graph is fed f16 rows");
+        };
+        let back: Vec<f32> = bits
+            .iter()
+            .map(|b| half::f16::from_bits(b.cast_unsigned()).to_f32())
+            .collect();
+        assert_eq!(back[..2], [1.0, -2.5]);
+        assert!((back[2] - 0.1).abs() < 1e-3);
+        assert_eq!(row_bytes(768, Precision::F16), 768 * 3 + 8);
+        assert_eq!(row_bytes(768, Precision::F32), 768 * 5 + 8);
+    }
+
+    #[test]
+    fn topk_matches_a_full_sort() {
+        let mut x = 7u64;
+        for k in [1usize, 3, 10, 50] {
+            let mut top = TopK::new(k);
+            let mut all = Vec::new();
+            for lsn in 1..=2000u64 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let s = ((x >> 40) % 97) as f32; // many ties
+                all.push((lsn, s));
+                if top.admits(s) {
+                    top.offer(lsn, s);
+                }
+            }
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(k);
+            assert_eq!(top.into_sorted(), all, "k = {k}");
+        }
+        let mut none = TopK::new(0);
+        none.offer(1, 1.0);
+        assert!(none.into_sorted().is_empty());
     }
 
     #[test]

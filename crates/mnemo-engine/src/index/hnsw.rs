@@ -20,6 +20,7 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::gate::RecallGate;
 use crate::error::{Error, Result};
 use crate::types::{IndexParams, Lsn, Metric, Precision, SpaceConfig};
 
@@ -51,6 +52,23 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         *self.0.free.lock() += 1;
         self.0.cv.notify_one();
+    }
+}
+
+/// A vector for the graph: f32, or f16 as IEEE bits (what an f16 or i8 graph
+/// stores anyway, at half the memory while it waits in the fresh tier).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum VectorRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [i16]),
+}
+
+impl VectorRef<'_> {
+    fn len(&self) -> usize {
+        match self {
+            VectorRef::F32(v) => v.len(),
+            VectorRef::F16(v) => v.len(),
+        }
     }
 }
 
@@ -156,19 +174,27 @@ impl Shard {
         let index = self.index.write();
         let need = index.size() + extra;
         if need > index.capacity() {
+            let started = std::time::Instant::now();
             let cap = need.max(index.capacity() * 2).max(MIN_CAPACITY);
             index
                 .reserve_capacity_and_threads(cap, SLOTS)
                 .map_err(index_err)?;
+            tracing::debug!(
+                capacity = cap,
+                took_us = started.elapsed().as_micros() as u64,
+                "graph grown"
+            );
         }
         Ok(())
     }
 
     /// Inserts a batch of `(lsn, vector)`; the caller holds `add_lock`. A key
-    /// already present is skipped.
-    fn add_locked(&self, rows: &[(Lsn, &[f32])]) -> Result<()> {
+    /// already present is skipped. Each insert first yields to recalls in progress.
+    fn add_locked(&self, rows: &[(Lsn, VectorRef<'_>)], gate: &RecallGate) -> Result<()> {
         self.ensure_capacity(rows.len())?;
+        let mut yielder = gate.yielder();
         for (lsn, v) in rows {
+            yielder.before_insert();
             if v.len() != self.dim {
                 return Err(Error::Index(format!(
                     "vector of {} dims for a {}-d index",
@@ -177,7 +203,11 @@ impl Shard {
                 )));
             }
             let index = self.index.write();
-            if let Err(e) = index.add(*lsn, v)
+            let added = match v {
+                VectorRef::F32(v) => index.add(*lsn, v),
+                VectorRef::F16(v) => index.add(*lsn, usearch::f16::from_i16s(v)),
+            };
+            if let Err(e) = added
                 && !index.contains(*lsn)
             {
                 return Err(index_err(e));
@@ -274,8 +304,14 @@ impl Hnsw {
     /// waits for one). A key already in the chosen shard is skipped; with
     /// `check_all_shards` (a retried batch) keys present in any shard are skipped.
     /// The check is opt-in because looking into a shard waits for its current insert.
-    pub(crate) fn add_batch(&self, rows: &[(Lsn, &[f32])], check_all_shards: bool) -> Result<()> {
-        let rows: Vec<(Lsn, &[f32])> = rows
+    /// Before each insert the worker yields to recalls in progress on `gate`.
+    pub(crate) fn add_batch(
+        &self,
+        rows: &[(Lsn, VectorRef<'_>)],
+        check_all_shards: bool,
+        gate: &RecallGate,
+    ) -> Result<()> {
+        let rows: Vec<(Lsn, VectorRef<'_>)> = rows
             .iter()
             .copied()
             .filter(|(lsn, _)| !(check_all_shards && self.contains(*lsn)))
@@ -288,12 +324,12 @@ impl Hnsw {
         for k in 0..n {
             let shard = &self.shards[(start + k) % n];
             if let Some(_adding) = shard.add_lock.try_lock() {
-                return shard.add_locked(&rows);
+                return shard.add_locked(&rows, gate);
             }
         }
         let shard = &self.shards[start];
         let _adding = shard.add_lock.lock();
-        shard.add_locked(&rows)
+        shard.add_locked(&rows, gate)
     }
 
     /// Approximate top-`k` among keys accepted by `filter`, over all shards:
@@ -360,9 +396,11 @@ mod tests {
         let rows: Vec<(Lsn, Vec<f32>)> = (1..=3000)
             .map(|i| (i, vec![i as f32, 0.0, 0.0, 0.0]))
             .collect();
-        let refs: Vec<(Lsn, &[f32])> = rows.iter().map(|(l, v)| (*l, v.as_slice())).collect();
-        h.add_batch(&refs, false).unwrap();
-        h.add_batch(&refs[..10], true).unwrap(); // re-adding is harmless
+        let refs: Vec<(Lsn, VectorRef<'_>)> =
+            rows.iter().map(|(l, v)| (*l, VectorRef::F32(v))).collect();
+        let gate = RecallGate::default();
+        h.add_batch(&refs, false, &gate).unwrap();
+        h.add_batch(&refs[..10], true, &gate).unwrap(); // re-adding is harmless
         assert_eq!(h.len(), 3000);
         let got = h.search(&[2000.0, 0.0, 0.0, 0.0], 3, &|_| true).unwrap();
         assert_eq!(got[0].0, 2000);
@@ -418,9 +456,9 @@ mod concurrency_tests {
                     let (h, rows) = (h.clone(), rows.clone());
                     std::thread::spawn(move || {
                         for chunk in rows.chunks(64).skip(t).step_by(2) {
-                            let refs: Vec<(Lsn, &[f32])> =
-                                chunk.iter().map(|(l, v)| (*l, v.as_slice())).collect();
-                            h.add_batch(&refs, false).unwrap();
+                            let refs: Vec<(Lsn, VectorRef<'_>)> =
+                                chunk.iter().map(|(l, v)| (*l, VectorRef::F32(v))).collect();
+                            h.add_batch(&refs, false, &RecallGate::default()).unwrap();
                         }
                     })
                 })

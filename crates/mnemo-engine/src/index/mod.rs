@@ -2,5 +2,6 @@
 //! approximate [`hnsw`] graph for everything indexed, plus the scoring kernels.
 
 pub(crate) mod fresh;
+pub(crate) mod gate;
 pub(crate) mod hnsw;
 pub(crate) mod score;

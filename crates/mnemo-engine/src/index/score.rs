@@ -49,6 +49,125 @@ pub(crate) fn prepare(metric: Metric, v: &[f32]) -> Vec<f32> {
     out
 }
 
+/// A vector as 8-bit codes: `codes[i] as f32 * scale ≈ v[i]` (symmetric, one scale
+/// per vector: the largest magnitude maps to ±127). A quarter of the f32 bytes, so the
+/// fresh tier's exact scan reads a quarter of the memory; the scan only picks
+/// candidates, which are then re-scored in f32.
+pub(crate) struct Quantized {
+    pub(crate) codes: Vec<i8>,
+    pub(crate) scale: f32,
+    /// Squared norm of the original vector (exact), for L2 scores.
+    pub(crate) sq_norm: f32,
+}
+
+/// Quantizes `v` (finite values) to 8-bit codes.
+pub(crate) fn quantize(v: &[f32]) -> Quantized {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
+    let codes = if scale > 0.0 {
+        v.iter()
+            .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
+            .collect()
+    } else {
+        vec![0; v.len()]
+    };
+    Quantized {
+        codes,
+        scale,
+        sq_norm: dot(v, v),
+    }
+}
+
+/// Approximate score of a quantized row (`codes`, `scale`, `sq_norm`) against a
+/// quantized cue, on the same scale as [`score`]. `dot_i8` is the kernel picked by
+/// [`dot_i8_kernel`].
+#[inline]
+pub(crate) fn approx_score(
+    metric: Metric,
+    cue: &Quantized,
+    codes: &[i8],
+    scale: f32,
+    sq_norm: f32,
+    dot_i8: fn(&[i8], &[i8]) -> i32,
+) -> f32 {
+    let dot = dot_i8(&cue.codes, codes) as f32 * cue.scale * scale;
+    match metric {
+        Metric::Cosine | Metric::InnerProduct => dot,
+        Metric::L2 => -(cue.sq_norm + sq_norm - 2.0 * dot),
+    }
+}
+
+/// Dot product of two code vectors. No overflow: |code| ≤ 127 and dim ≤ 4096 keep
+/// every partial sum far below `i32::MAX`.
+fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum()
+}
+
+/// The fastest i8 dot kernel this CPU runs (checked once per call site, not per row).
+pub(crate) fn dot_i8_kernel() -> fn(&[i8], &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return avx2::dot_i8;
+    }
+    dot_i8_portable
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // AVX2 intrinsics, only reached after the CPU was checked for AVX2
+mod avx2 {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_cvtepi8_epi16,
+        _mm256_madd_epi16, _mm256_setzero_si256, _mm256_storeu_si256,
+    };
+
+    /// Safe wrapper: [`super::dot_i8_kernel`] hands this out only when AVX2 is present.
+    pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        // SAFETY: this function is only selected after `is_x86_feature_detected!("avx2")`.
+        unsafe { dot_i8_avx2(a, b) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n, so both 16-byte unaligned loads are in bounds.
+            let (va, vb) = unsafe {
+                (
+                    _mm_loadu_si128(a.as_ptr().add(i).cast::<__m128i>()),
+                    _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>()),
+                )
+            };
+            // Widen 16 codes to i16, multiply pairwise and add adjacent pairs into i32.
+            let prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(va), _mm256_cvtepi8_epi16(vb));
+            acc = _mm256_add_epi32(acc, prod);
+            i += 16;
+        }
+        let mut lanes = [0i32; 8];
+        // SAFETY: `lanes` is 32 bytes, the size of one unaligned 256-bit store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), acc) };
+        let tail: i32 = a[i..n]
+            .iter()
+            .zip(&b[i..n])
+            .map(|(x, y)| i32::from(*x) * i32::from(*y))
+            .sum();
+        lanes.iter().sum::<i32>() + tail
+    }
+}
+
+/// The score (as [`score`] gives it) that a graph distance stands for: usearch
+/// reports `1 - cos` for cosine, `1 - dot` for inner product, the squared distance for L2.
+pub(crate) fn from_distance(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::Cosine | Metric::InnerProduct => 1.0 - distance,
+        Metric::L2 => -distance,
+    }
+}
+
 /// Score of a prepared row against a prepared cue.
 pub(crate) fn score(metric: Metric, cue: &[f32], row: &[f32]) -> f32 {
     match metric {
@@ -79,5 +198,44 @@ mod tests {
         assert_eq!(prepare(Metric::L2, &[3.0, 4.0]), vec![3.0, 4.0]);
         assert!((score(Metric::Cosine, &p, &p) - 1.0).abs() < 1e-6);
         assert_eq!(score(Metric::L2, &[0.0, 0.0], &[3.0, 4.0]), -25.0);
+    }
+
+    #[test]
+    fn i8_kernels_agree_with_the_portable_sum() {
+        let kernel = dot_i8_kernel();
+        for len in [0usize, 1, 15, 16, 17, 33, 768, 4096] {
+            let a: Vec<i8> = (0..len).map(|i| ((i * 37) % 255) as i8).collect();
+            let b: Vec<i8> = (0..len).map(|i| ((i * 91 + 5) % 255) as i8).collect();
+            assert_eq!(kernel(&a, &b), dot_i8_portable(&a, &b), "len {len}");
+        }
+        let extreme = vec![-127i8; 4096];
+        assert_eq!(kernel(&extreme, &extreme), 127 * 127 * 4096);
+    }
+
+    #[test]
+    fn quantized_scores_track_exact_scores() {
+        let a: Vec<f32> = (0..768)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..768)
+            .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let kernel = dot_i8_kernel();
+        for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+            let (pa, pb) = (prepare(metric, &a), prepare(metric, &b));
+            let (qa, qb) = (quantize(&pa), quantize(&pb));
+            let exact = score(metric, &pa, &pb);
+            let approx = approx_score(metric, &qa, &qb.codes, qb.scale, qb.sq_norm, kernel);
+            let tolerance = 0.01 * (1.0 + qa.sq_norm.sqrt() * qb.sq_norm.sqrt());
+            assert!(
+                (exact - approx).abs() < tolerance,
+                "{metric:?}: {exact} vs {approx}"
+            );
+        }
+        let zero = quantize(&[0.0, 0.0]);
+        assert_eq!(
+            (zero.codes, zero.scale, zero.sq_norm),
+            (vec![0, 0], 0.0, 0.0)
+        );
     }
 }

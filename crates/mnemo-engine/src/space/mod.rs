@@ -11,11 +11,13 @@ pub(crate) mod checkpoint;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::index::fresh::FreshTier;
+use crate::index::gate::RecallGate;
 use crate::index::hnsw::Hnsw;
 use crate::ingest::queue::SpaceQueue;
 use crate::record::ObservationRecord;
@@ -98,6 +100,8 @@ pub(crate) struct Space {
     pub(crate) checkpoint_lsn: AtomicU64,
     pub(crate) checkpoint_lock: Mutex<()>,
     pub(crate) dropped: AtomicBool,
+    /// Recalls in progress, engine-wide (index workers yield to them).
+    pub(crate) recalls: Arc<RecallGate>,
 }
 
 impl Space {
@@ -107,10 +111,12 @@ impl Space {
         hnsw: Hnsw,
         checkpoint_lsn: Lsn,
         fresh_capacity: usize,
+        recalls: Arc<RecallGate>,
     ) -> Self {
         let fresh = FreshTier::new(
             info.config.dim as usize,
             info.config.metric,
+            info.config.index.precision,
             checkpoint_lsn + 1,
             fresh_capacity,
         );
@@ -126,6 +132,7 @@ impl Space {
             checkpoint_lsn: AtomicU64::new(checkpoint_lsn),
             checkpoint_lock: Mutex::new(()),
             dropped: AtomicBool::new(false),
+            recalls,
         }
     }
 

@@ -230,7 +230,7 @@ fn read_your_writes_waits_then_times_out_clearly() {
 fn full_fresh_tier_refuses_with_overloaded() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.fresh_tier_bytes = 4096; // 16 rows of 64-d
+    c.fresh_tier_bytes = 4096; // 20 rows of 64-d f16
     c.index_threads = 1;
     let e = mnemo_engine::Engine::open(c).unwrap();
     e.create_space("s", SpaceConfig::new(64)).unwrap();
