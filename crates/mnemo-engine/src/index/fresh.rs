@@ -466,18 +466,6 @@ mod tests {
         assert!(t.try_reserve());
     }
 
-    /// Pseudo-random vectors in [-0.5, 0.5), seeded.
-    fn noise(seed: u64, n: usize, dim: usize) -> Vec<Vec<f32>> {
-        let mut x = seed;
-        let mut next = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
-        (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect()
-    }
-
     /// The 8-bit scan must hand the exact top-k to the re-score: with the oversampling
     /// recall uses, every exact top-10 row is among the candidates, for every metric.
     #[test]
@@ -489,11 +477,11 @@ mod tests {
         ] {
             let dim = 96;
             let t = FreshTier::new(dim, metric, Precision::F16, 1, 10_000);
-            let rows = noise(seed, 3000, dim);
+            let rows = crate::index::test_noise(seed, 3000, dim);
             for (i, v) in rows.iter().enumerate() {
                 t.push(i as Lsn + 1, v, false, false);
             }
-            for cue in noise(seed + 100, 20, dim) {
+            for cue in crate::index::test_noise(seed + 100, 20, dim) {
                 let prepared = score::prepare(metric, &cue);
                 let mut exact: Vec<(Lsn, f32)> = rows
                     .iter()

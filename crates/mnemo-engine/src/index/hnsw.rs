@@ -430,15 +430,8 @@ mod concurrency_tests {
     use std::sync::Arc;
 
     fn vectors(seed: u64, n: u64, dim: usize) -> Vec<(Lsn, Vec<f32>)> {
-        let mut x = seed;
-        let mut next = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
         (1..=n)
-            .map(|i| (i, (0..dim).map(|_| next()).collect()))
+            .zip(crate::index::test_noise(seed, n as usize, dim))
             .collect()
     }
 
