@@ -3,12 +3,12 @@
 //! A [`RecallCursor`] is bound to one snapshot LSN `S`: it only ever returns records
 //! with `lsn <= S`, and since LSNs are dense and records immutable, the records
 //! `1..=S` are exactly the ones committed before the snapshot. The first batch ranks
-//! all `k`: it scans the whole fresh tier (8-bit codes, oversampled), *then* searches
-//! the HNSW graph (a record
-//! leaves the fresh tier only after it is in the graph, so nothing committed falls
-//! between the two), merges the candidates by LSN and re-scores them exactly with the
-//! f32 vector from the log. Batches then read the ranked records in order, so a
-//! recall costs one search however many batches it is delivered in.
+//! all `k`: it scans the whole fresh tier (8-bit codes), *then* searches the HNSW
+//! graph (a record leaves the fresh tier only after it is in the graph, so nothing
+//! committed falls between the two), merges the candidates by LSN and re-scores the
+//! best of them exactly with the f32 vector from the log. Batches then read the
+//! ranked records in order, so a recall costs one search however many batches it is
+//! delivered in.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::types::{Lsn, Memory};
 /// Candidates re-scored beyond `k` (at least this many, or `k / 2`): the fresh scan
 /// ranks by 8-bit codes and the graph at index precision, so the exact re-score
 /// looks a little further than `k` before it picks the final `k`.
-const FRESH_OVERSAMPLE: usize = 32;
+const RESCORE_MARGIN: usize = 32;
 
 /// Largest `k` one recall may ask for.
 pub const MAX_RECALL_K: usize = 10_000;
@@ -185,48 +185,45 @@ impl RecallCursor {
         let snapshot = self.snapshot;
         let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
         let want = self.remaining.min(available);
-        let margin = (want / 2).max(FRESH_OVERSAMPLE);
+        let margin = (want / 2).max(RESCORE_MARGIN);
         let metric = self.space.info.config.metric;
         // Index workers pause their next insert until this recall has ranked.
         let _recalling = self.space.recalls.enter();
         let started = std::time::Instant::now();
         // Order matters: fresh first, then the graph (see the module docs).
-        let mut candidates: Vec<(Lsn, f32)> =
-            self.space
-                .fresh
-                .scan(&self.prepared, want + margin, snapshot, &|_| false);
+        let fresh = self
+            .space
+            .fresh
+            .scan(&self.prepared, want + margin, snapshot, &|_| false);
         let fresh_done = started.elapsed();
-        let from_fresh = candidates.len();
         let mut ask = want + 8;
-        loop {
+        let mut candidates = loop {
             let hits = self
                 .space
                 .hnsw
                 .search(&self.cue, ask, &|lsn| lsn <= snapshot)?;
             let short = hits.len() < ask;
-            candidates.truncate(from_fresh);
-            candidates.extend(
-                hits.into_iter()
-                    .map(|(lsn, d)| (lsn, score::from_distance(metric, d))),
-            );
-            let distinct = {
-                let mut lsns: Vec<Lsn> = candidates.iter().map(|c| c.0).collect();
-                lsns.sort_unstable();
-                lsns.dedup();
-                lsns.len()
-            };
+            let mut merged: Vec<(Lsn, f32)> = fresh
+                .iter()
+                .copied()
+                .chain(
+                    hits.into_iter()
+                        .map(|(lsn, d)| (lsn, score::from_distance(metric, d))),
+                )
+                .collect();
+            // One entry per LSN (a row can be in both tiers), its best approximate score.
+            merged.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+            merged.dedup_by_key(|c| c.0);
             // The graph may come back short under a tight filter (usearch trap):
             // ask for more until the ranking is full or the graph is exhausted.
-            if distinct >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
-                break;
+            if merged.len() >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
+                break merged;
             }
             ask = (ask * 4).min(available.max(1));
-        }
+        };
         let graph_done = started.elapsed();
 
-        // Best approximate score per LSN, then the best `want + margin` of those.
-        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
-        candidates.dedup_by_key(|c| c.0);
+        // Only the best `want + margin` by approximate score are re-scored exactly.
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         candidates.truncate(want + margin);
 

@@ -30,17 +30,13 @@ pub(crate) const CHUNK_ROWS: usize = 256;
 
 /// Bytes one row of `dim` dimensions takes in the tier for a graph of `precision`.
 pub(crate) fn row_bytes(dim: usize, precision: Precision) -> usize {
-    let full = match precision {
-        Precision::F32 => 4,
-        Precision::F16 | Precision::I8 => 2,
-    };
-    dim * full + dim + 2 * size_of::<f32>()
+    dim * IndexRow::element_bytes(precision) + dim + 2 * size_of::<f32>()
 }
 
 /// A chunk's rows, row-major.
 struct Rows {
-    /// Prepared vectors for the graph (see [`score::prepare`]).
-    full: FullRows,
+    /// Prepared vectors for the graph (see [`score::prepare`]), all rows in one.
+    full: IndexRow,
     /// 8-bit codes of the prepared vectors (see [`score::quantize`]).
     codes: Vec<i8>,
     /// Per row: the code scale and the exact squared norm.
@@ -48,19 +44,30 @@ struct Rows {
     sq_norms: Vec<f32>,
 }
 
-/// Vectors at the precision the graph stores (f16 as IEEE bits).
-enum FullRows {
-    F32(Vec<f32>),
-    F16(Vec<i16>),
-}
-
-/// A row handed to an index worker.
+/// Vectors at the precision the graph stores (f16 as IEEE bits): a row handed to an
+/// index worker, or all the rows of a chunk.
 pub(crate) enum IndexRow {
     F32(Vec<f32>),
     F16(Vec<i16>),
 }
 
 impl IndexRow {
+    /// Empty, with room for `len` values, in the form a graph of `precision` takes.
+    fn with_capacity(precision: Precision, len: usize) -> Self {
+        match precision {
+            Precision::F32 => IndexRow::F32(Vec::with_capacity(len)),
+            Precision::F16 | Precision::I8 => IndexRow::F16(Vec::with_capacity(len)),
+        }
+    }
+
+    /// Bytes per value for a graph of `precision`.
+    fn element_bytes(precision: Precision) -> usize {
+        match precision {
+            Precision::F32 => size_of::<f32>(),
+            Precision::F16 | Precision::I8 => size_of::<i16>(),
+        }
+    }
+
     pub(crate) fn as_ref(&self) -> VectorRef<'_> {
         match self {
             IndexRow::F32(v) => VectorRef::F32(v),
@@ -71,12 +78,8 @@ impl IndexRow {
 
 impl Rows {
     fn new(dim: usize, precision: Precision) -> Self {
-        let full = match precision {
-            Precision::F32 => FullRows::F32(Vec::with_capacity(CHUNK_ROWS * dim)),
-            Precision::F16 | Precision::I8 => FullRows::F16(Vec::with_capacity(CHUNK_ROWS * dim)),
-        };
         Rows {
-            full,
+            full: IndexRow::with_capacity(precision, CHUNK_ROWS * dim),
             codes: Vec::with_capacity(CHUNK_ROWS * dim),
             scales: Vec::with_capacity(CHUNK_ROWS),
             sq_norms: Vec::with_capacity(CHUNK_ROWS),
@@ -89,8 +92,8 @@ impl Rows {
 
     fn push(&mut self, prepared: &[f32]) {
         match &mut self.full {
-            FullRows::F32(v) => v.extend_from_slice(prepared),
-            FullRows::F16(v) => v.extend(
+            IndexRow::F32(v) => v.extend_from_slice(prepared),
+            IndexRow::F16(v) => v.extend(
                 prepared
                     .iter()
                     .map(|x| half::f16::from_f32(*x).to_bits().cast_signed()),
@@ -105,8 +108,8 @@ impl Rows {
     fn index_row(&self, row: usize, dim: usize) -> IndexRow {
         let span = row * dim..(row + 1) * dim;
         match &self.full {
-            FullRows::F32(v) => IndexRow::F32(v[span].to_vec()),
-            FullRows::F16(v) => IndexRow::F16(v[span].to_vec()),
+            IndexRow::F32(v) => IndexRow::F32(v[span].to_vec()),
+            IndexRow::F16(v) => IndexRow::F16(v[span].to_vec()),
         }
     }
 }
