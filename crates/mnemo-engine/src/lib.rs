@@ -31,6 +31,7 @@ mod error;
 mod index;
 mod ingest;
 pub mod log;
+mod priority;
 mod recall;
 mod record;
 mod space;
@@ -43,6 +44,7 @@ pub use error::{Error, Result};
 pub use ingest::{
     IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
 };
+pub use priority::lower_thread_priority;
 pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
 pub use record::{DecodeError, ObservationRecord};
 pub use types::{

@@ -147,6 +147,9 @@ impl MnemoService {
     }
 }
 
+/// Memories a recall reads in its first hop to the blocking pool (see `recall`).
+const EAGER_MEMORIES: usize = 256;
+
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
 /// Runs a blocking engine call on the blocking pool.
@@ -199,26 +202,60 @@ impl Mnemo for MnemoService {
         let engine = Arc::clone(self.engine()?);
         let req = convert::recall_request(&r);
         let space = r.space.clone();
-        let cursor = blocking(move || engine.recall(&space, req)).await?;
         let batch = if r.batch_size == 0 {
             usize::MAX
         } else {
             r.batch_size as usize
         };
         let with_embedding = r.include_embedding;
+        // Opening, ranking and the first batches in one hop to the blocking pool: on
+        // a busy machine every hand-off between threads is a wait for a core. Batches
+        // up to EAGER_MEMORIES memories in all are read here; a larger k streams on.
+        let (cursor, ready) = blocking(move || {
+            let mut cursor = engine.recall(&space, req)?;
+            let mut ready = Vec::new();
+            let mut read = 0;
+            loop {
+                let found = cursor.next_batch(batch)?;
+                read += found.len();
+                ready.push(found);
+                if cursor.is_done() || read >= EAGER_MEMORIES {
+                    return Ok((cursor, ready));
+                }
+            }
+        })
+        .await?;
+        let snapshot = cursor.snapshot();
+        let message = move |found: Vec<mnemo_engine::Memory>, more: bool| pb::RecallResponse {
+            memories: found
+                .into_iter()
+                .map(|m| convert::memory(m, with_embedding))
+                .collect(),
+            snapshot_lsn: snapshot,
+            more,
+        };
+        let done = cursor.is_done();
+        let last = ready.len() - 1;
+        let ready: Vec<Result<pb::RecallResponse, Status>> = ready
+            .into_iter()
+            .enumerate()
+            .map(|(i, found)| Ok(message(found, i < last || !done)))
+            .collect();
+        if done {
+            return Ok(Response::new(Box::pin(futures::stream::iter(ready))));
+        }
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let mut cursor = cursor;
-            let snapshot = cursor.snapshot();
+            for msg in ready {
+                if tx.blocking_send(msg).is_err() {
+                    return;
+                }
+            }
             loop {
-                let msg = cursor.next_batch(batch).map(|found| pb::RecallResponse {
-                    memories: found
-                        .into_iter()
-                        .map(|m| convert::memory(m, with_embedding))
-                        .collect(),
-                    snapshot_lsn: snapshot,
-                    more: !cursor.is_done(),
-                });
+                let msg = cursor
+                    .next_batch(batch)
+                    .map(|found| message(found, !cursor.is_done()));
                 let last = msg.as_ref().map_or(true, |m| !m.more);
                 if tx.blocking_send(msg.map_err(status)).is_err() || last {
                     return;

@@ -43,26 +43,13 @@ pub(super) fn run(inner: &Inner) {
     }
 }
 
-/// Makes this thread `nice` (Linux: niceness is per thread). Indexing is the one
-/// deferrable work: with it niced, acks and recalls win the CPU on a busy machine.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)] // two syscalls on this thread's own id; no memory is shared
+/// Makes this thread `nice`: indexing is the one deferrable work, so with it niced,
+/// acks and recalls win the CPU on a busy machine.
 fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-    };
-    if rc != 0 {
-        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the index workers' priority");
+    if let Err(error) = crate::lower_thread_priority(nice) {
+        tracing::warn!(nice, %error, "cannot lower the index workers' priority");
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: i32) {}
 
 fn worker_loop(inner: &Inner) {
     let reg = &inner.registry;

@@ -420,3 +420,53 @@ async fn too_many_sessions_is_resource_exhausted_with_retry_info() {
     assert!(err.metadata().get("grpc-retry-pushback-ms").is_some());
     server.stop().await;
 }
+
+/// A recall larger than what the server reads in its first hop (256 memories)
+/// streams the rest: every batch full but the last, one snapshot, best first, no
+/// memory twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_recall_streams_in_batches_from_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "big", 8).await;
+    let mut s = open_stream(&mut c, init("big", "")).await;
+    let mut r = rng(3);
+    for i in 1..=400u64 {
+        s.tx.send(observation(i, random_vec(&mut r, 8)))
+            .await
+            .unwrap();
+    }
+    let acks = read_acks(&mut s.rx, 400).await;
+    assert!(acks.iter().all(|a| a.status == ACCEPTED));
+    let out = c
+        .recall(pb::RecallRequest {
+            space: "big".into(),
+            cue: random_vec(&mut rng(4), 8),
+            k: 350,
+            batch_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let msgs: Vec<pb::RecallResponse> = tokio_stream::StreamExt::collect::<Vec<_>>(out)
+        .await
+        .into_iter()
+        .map(|m| m.unwrap())
+        .collect();
+    let sizes: Vec<usize> = msgs.iter().map(|m| m.memories.len()).collect();
+    assert_eq!(sizes, vec![100, 100, 100, 50]);
+    let more: Vec<bool> = msgs.iter().map(|m| m.more).collect();
+    assert_eq!(more, vec![true, true, true, false]);
+    assert!(msgs.iter().all(|m| m.snapshot_lsn == 400));
+    let all: Vec<&pb::Memory> = msgs.iter().flat_map(|m| &m.memories).collect();
+    assert!(
+        all.windows(2).all(|w| w[0].score >= w[1].score),
+        "best first"
+    );
+    let mut lsns: Vec<u64> = all.iter().map(|m| m.lsn).collect();
+    lsns.sort_unstable();
+    lsns.dedup();
+    assert_eq!(lsns.len(), 350, "no memory twice");
+}

@@ -298,6 +298,13 @@ pub(crate) struct RecallOutcome {
     pub(crate) snapshot_violations: u64,
 }
 
+/// When a recall client sends: every `interval`, the first after `phase`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub(crate) interval: Duration,
+    pub(crate) phase: Duration,
+}
+
 /// One recall client: a streaming Recall (k = 10, batches of 5) every `interval`
 /// until `stop` is set; latency runs to the last message.
 pub(crate) async fn recaller(
@@ -305,7 +312,7 @@ pub(crate) async fn recaller(
     space: String,
     queries: Arc<Vec<Vec<f32>>>,
     first: usize,
-    interval: Duration,
+    pace: Pace,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<RecallOutcome> {
@@ -316,7 +323,10 @@ pub(crate) async fn recaller(
         errors: 0,
         snapshot_violations: 0,
     };
-    let mut tick = tokio::time::interval(interval);
+    // Clients start out of phase (`phase` of an interval each), so that together they
+    // send evenly spaced recalls instead of a burst of all of them every interval.
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + pace.phase, pace.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut q = first;
     while !stop.load(Ordering::Relaxed) {

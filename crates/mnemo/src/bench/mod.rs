@@ -101,6 +101,12 @@ pub(crate) struct BenchArgs {
     /// Also time a bare usearch index built from the same rows on this machine.
     #[arg(long)]
     compare_raw: bool,
+    /// Niceness of the threads that send observations (0..=19; Linux). The load
+    /// generator shares the machine with the server it measures: niced, its ingest
+    /// side does not take CPU from the server, and recalls are timed on threads of
+    /// their own at normal priority.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    ingest_nice: i32,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -338,10 +344,14 @@ async fn drive(
         interval: rate.map(|r| Duration::from_secs_f64(args.sessions as f64 / r)),
     });
     let queries = Arc::new(queries);
+    // Sessions, and the recall clients that time what they see, run on runtimes of
+    // their own: a recall's answer is not kept waiting behind the ingest tasks.
+    let ingest_rt = SideRuntime::start("bench-ingest", args.ingest_nice)?;
+    let measure_rt = SideRuntime::start("bench-recall", 0)?;
     let started = Instant::now();
     let sessions: Vec<_> = (0..args.sessions)
         .map(|s| {
-            tokio::spawn(load::session(
+            ingest_rt.spawn(load::session(
                 target.clone(),
                 space.clone(),
                 s,
@@ -356,20 +366,28 @@ async fn drive(
     } else {
         0
     };
+    let recall_interval = if recall_clients > 0 {
+        Duration::from_secs_f64(recall_clients as f64 / args.recall_qps)
+    } else {
+        Duration::ZERO
+    };
     let recallers: Vec<_> = (0..recall_clients)
         .map(|c| {
-            tokio::spawn(load::recaller(
+            measure_rt.spawn(load::recaller(
                 target.clone(),
                 space.clone(),
                 Arc::clone(&queries),
                 c * 7919,
-                Duration::from_secs_f64(recall_clients as f64 / args.recall_qps),
+                load::Pace {
+                    interval: recall_interval,
+                    phase: recall_interval.mul_f64(c as f64 / recall_clients as f64),
+                },
                 Arc::clone(&live),
                 Arc::clone(&stop_recall),
             ))
         })
         .collect();
-    let probes = tokio::spawn(load::probes(
+    let probes = measure_rt.spawn(load::probes(
         target.clone(),
         space.clone(),
         Arc::clone(&work),
@@ -503,6 +521,51 @@ async fn drive(
         .compare_raw
         .then(|| (Arc::clone(&work), rows.len() as u64, info));
     Ok((report, raw))
+}
+
+/// A runtime beside the main one. Dropped without waiting for its tasks: a runtime
+/// must not be dropped (blocking) inside async code, and an error path drops it.
+struct SideRuntime {
+    handle: tokio::runtime::Handle,
+    /// Taken only by drop.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SideRuntime {
+    /// Two worker threads (this machine class has two cores) named `name`, at `nice`.
+    fn start(name: &'static str, nice: i32) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .on_thread_start(move || {
+                if let Err(e) = mnemo_engine::lower_thread_priority(nice) {
+                    tracing::warn!(nice, error = %e, "cannot lower the load generator's priority");
+                }
+            })
+            .enable_all()
+            .build()
+            .with_context(|| format!("starting the {name} runtime"))?;
+        Ok(Self {
+            handle: rt.handle().clone(),
+            runtime: Some(rt),
+        })
+    }
+
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task)
+    }
+}
+
+impl Drop for SideRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn progress(quiet: bool, total: Option<u64>) -> ProgressBar {

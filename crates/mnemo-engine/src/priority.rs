@@ -1,0 +1,55 @@
+//! Thread scheduling priority.
+
+/// Sets the calling thread's niceness to `nice` (0..=19; 0 leaves it as it is). On
+/// Linux niceness is per thread, and threads it creates afterwards inherit it.
+/// Unprivileged, it can only go up. A no-op elsewhere.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // two syscalls on this thread's own id; no memory is shared
+pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// See the Linux version.
+#[cfg(not(target_os = "linux"))]
+pub fn lower_thread_priority(_nice: i32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[allow(unsafe_code)]
+    fn own_nice() -> i32 {
+        // SAFETY: getpriority only reads its integer arguments.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn lowers_only_the_calling_thread() {
+        let before = own_nice();
+        if before > 5 {
+            return; // already nicer than the test can check without privileges
+        }
+        let inside = std::thread::spawn(move || {
+            lower_thread_priority(5).unwrap();
+            own_nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, 5);
+        assert_eq!(own_nice(), before);
+    }
+}
