@@ -239,7 +239,17 @@ impl Shard {
         k: usize,
         filter: &dyn Fn(Lsn) -> bool,
     ) -> Result<Vec<(Lsn, f32)>> {
-        let index = self.index.read();
+        self.search_in(&self.index.read(), cue, k, filter)
+    }
+
+    /// [`Shard::search`] in `index`, this shard's graph, already locked for reading.
+    fn search_in(
+        &self,
+        index: &usearch::Index,
+        cue: &[f32],
+        k: usize,
+        filter: &dyn Fn(Lsn) -> bool,
+    ) -> Result<Vec<(Lsn, f32)>> {
         if index.size() == 0 || k == 0 {
             return Ok(Vec::new());
         }
@@ -357,7 +367,16 @@ impl Hnsw {
             return self.shards[0].search(cue, k, filter);
         }
         let mut all = Vec::with_capacity(k * self.shards.len());
+        // Shards with no insert under way first: by the time those are searched, the
+        // inserts holding the others have often finished.
+        let mut busy = Vec::new();
         for shard in &self.shards {
+            match shard.index.try_read() {
+                Some(index) => all.extend(shard.search_in(&index, cue, k, filter)?),
+                None => busy.push(shard),
+            }
+        }
+        for shard in busy {
             all.extend(shard.search(cue, k, filter)?);
         }
         all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
