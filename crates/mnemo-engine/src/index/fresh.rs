@@ -9,7 +9,8 @@
 //! Each row is kept twice: at the graph's precision (f32, or f16 for f16/i8 graphs)
 //! for the index workers, and as 8-bit codes for the scan. Every recall scans the
 //! whole tier, so the scan reads the codes (a quarter of f32) and returns candidates
-//! that the recall re-scores exactly from the log.
+//! that the recall re-scores exactly from the log. A large tier is scanned by one
+//! thread per core, each over a share of the chunks.
 //!
 //! Invariant (with the recall order "fresh scan, then HNSW search"): a row leaves
 //! this tier only after it is in HNSW, so a committed record is never missing from
@@ -245,16 +246,58 @@ impl FreshTier {
         cue: &[f32],
         k: usize,
         snapshot: Lsn,
-        excluded: &dyn Fn(Lsn) -> bool,
+        excluded: &(dyn Fn(Lsn) -> bool + Sync),
     ) -> Vec<(Lsn, f32)> {
-        let chunks: Vec<Arc<Chunk>> = self.state.read().chunks.iter().cloned().collect();
+        let chunks: Vec<Arc<Chunk>> = self
+            .state
+            .read()
+            .chunks
+            .iter()
+            .take_while(|c| c.base <= snapshot)
+            .cloned()
+            .collect();
         let cue = score::quantize(cue);
+        let parts = scan_parts(chunks.len() * CHUNK_ROWS);
+        if parts <= 1 {
+            return self
+                .scan_chunks(&chunks, &cue, k, snapshot, excluded)
+                .into_sorted();
+        }
+        // A large tier is split among threads: a recall waits for its own scan, and
+        // on a machine busy with (niced) indexing, each part gets a core.
+        let per_part = chunks.len().div_ceil(parts);
+        let mut top = TopK::new(k);
+        std::thread::scope(|scope| {
+            let mut parts = chunks.chunks(per_part);
+            let first = parts.next().unwrap_or_default();
+            let others: Vec<_> = parts
+                .map(|part| scope.spawn(|| self.scan_chunks(part, &cue, k, snapshot, excluded)))
+                .collect();
+            top = self.scan_chunks(first, &cue, k, snapshot, excluded);
+            for other in others {
+                // A scan does not panic (no indexing out of its own rows); if one
+                // did, the panic is the caller's, as in a single-threaded scan.
+                match other.join() {
+                    Ok(found) => top.merge(found),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        top.into_sorted()
+    }
+
+    /// The `k` best rows of `chunks` (see [`FreshTier::scan`]).
+    fn scan_chunks(
+        &self,
+        chunks: &[Arc<Chunk>],
+        cue: &score::Quantized,
+        k: usize,
+        snapshot: Lsn,
+        excluded: &dyn Fn(Lsn) -> bool,
+    ) -> TopK {
         let dot_i8 = score::dot_i8_kernel();
         let mut top = TopK::new(k);
         for chunk in chunks {
-            if chunk.base > snapshot {
-                break;
-            }
             let rows = chunk.rows.read();
             let codes = rows.codes.chunks_exact(self.dim);
             let meta = rows.scales.iter().zip(&rows.sq_norms);
@@ -263,13 +306,13 @@ impl FreshTier {
                 if lsn > snapshot {
                     break;
                 }
-                let s = score::approx_score(self.metric, &cue, row, *scale, *sq_norm, dot_i8);
+                let s = score::approx_score(self.metric, cue, row, *scale, *sq_norm, dot_i8);
                 if top.admits(s) && !excluded(lsn) {
                     top.offer(lsn, s);
                 }
             }
         }
-        top.into_sorted()
+        top
     }
 
     /// The prepared vectors (at graph precision) of those `lsns` that are here and
@@ -341,6 +384,15 @@ impl FreshTier {
     }
 }
 
+/// Rows from which a scan is split among threads.
+const PARALLEL_SCAN_ROWS: usize = 8 * 1024;
+
+/// Threads a scan of `rows` rows uses: one per core, one per `PARALLEL_SCAN_ROWS` rows.
+fn scan_parts(rows: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (rows / PARALLEL_SCAN_ROWS).clamp(1, cores.min(4))
+}
+
 /// Bounded best-k collector (keeps the k highest scores; ties prefer the lower LSN).
 /// A min-heap on "better", so the worst kept item is at the top and a row that does
 /// not beat it is turned away in O(1), which is nearly every row of a long scan.
@@ -373,6 +425,15 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// Takes in the items of `other` (a collector of the same `k`).
+    pub(crate) fn merge(&mut self, other: TopK) {
+        for Ranked(lsn, score) in other.heap {
+            if self.admits(score) {
+                self.offer(lsn, score);
+            }
         }
     }
 
@@ -526,6 +587,48 @@ mod tests {
         assert!((back[2] - 0.1).abs() < 1e-3);
         assert_eq!(row_bytes(768, Precision::F16), 768 * 3 + 8);
         assert_eq!(row_bytes(768, Precision::F32), 768 * 5 + 8);
+    }
+
+    #[test]
+    fn a_scan_split_among_threads_equals_one_pass() {
+        let rows = super::super::test_noise(11, 3 * PARALLEL_SCAN_ROWS + 77, 16);
+        let t = FreshTier::new(16, Metric::Cosine, Precision::F32, 1, rows.len());
+        for (i, v) in rows.iter().enumerate() {
+            t.push(i as Lsn + 1, v, false, false);
+        }
+        let chunks: Vec<Arc<Chunk>> = t.state.read().chunks.iter().cloned().collect();
+        let snapshot = rows.len() as Lsn - 5;
+        let odd = |lsn: Lsn| lsn % 2 == 1;
+        for cue in super::super::test_noise(12, 5, 16) {
+            let cue = score::prepare(Metric::Cosine, &cue);
+            let split = t.scan(&cue, 40, snapshot, &odd);
+            let q = score::quantize(&cue);
+            let one = t.scan_chunks(&chunks, &q, 40, snapshot, &odd).into_sorted();
+            assert_eq!(split, one);
+            assert_eq!(split.len(), 40);
+            assert!(
+                split
+                    .iter()
+                    .all(|&(lsn, _)| lsn <= snapshot && lsn % 2 == 0)
+            );
+        }
+    }
+
+    #[test]
+    fn merged_collectors_equal_one() {
+        let items: Vec<(Lsn, f32)> = (1..=500).map(|l| (l, ((l * 37) % 101) as f32)).collect();
+        let mut whole = TopK::new(25);
+        let (mut a, mut b) = (TopK::new(25), TopK::new(25));
+        for &(l, s) in &items {
+            whole.offer(l, s);
+            if l % 3 == 0 {
+                a.offer(l, s)
+            } else {
+                b.offer(l, s)
+            }
+        }
+        a.merge(b);
+        assert_eq!(a.into_sorted(), whole.into_sorted());
     }
 
     #[test]
