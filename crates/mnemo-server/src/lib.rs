@@ -7,11 +7,13 @@
 
 pub mod auth;
 mod convert;
+mod recall_pool;
 mod server;
 mod service;
 mod stream;
 
 pub use convert::status;
+pub use recall_pool::RecallPool;
 pub use server::{Options, ServeError, serve};
 pub use service::{EngineSlot, Limits, MnemoService};
 

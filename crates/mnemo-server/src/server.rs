@@ -54,6 +54,8 @@ pub struct Options {
     pub auth: Auth,
     /// TLS for the listener (none: plain TCP).
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Threads that rank recalls (none: the runtime's blocking pool).
+    pub recall_pool: Option<Arc<crate::RecallPool>>,
 }
 
 /// Serves on `listener` until `shutdown` resolves. `open` recovers the engine (on
@@ -70,11 +72,17 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let Options { limits, auth, tls } = options;
+    let Options {
+        limits,
+        auth,
+        tls,
+        recall_pool,
+    } = options;
     if auth.enabled() {
         tracing::info!("API keys required for every Mnemo call");
     }
-    let service = MnemoService::new(Arc::clone(&slot), limits, Arc::new(auth), stop_rx.clone());
+    let service = MnemoService::new(Arc::clone(&slot), limits, Arc::new(auth), stop_rx.clone())
+        .with_recall_pool(recall_pool);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -42,6 +42,8 @@ pub struct MnemoService {
     auth: Arc<Auth>,
     /// Flips to true when the server shuts down: open streams end with UNAVAILABLE.
     shutdown: watch::Receiver<bool>,
+    /// Where recalls rank (none: the blocking pool).
+    recall_pool: Option<Arc<crate::RecallPool>>,
 }
 
 impl MnemoService {
@@ -58,7 +60,15 @@ impl MnemoService {
             limits,
             auth,
             shutdown,
+            recall_pool: None,
         }
+    }
+
+    /// Ranks recalls on `pool` instead of the runtime's blocking pool.
+    #[must_use]
+    pub fn with_recall_pool(mut self, pool: Option<Arc<crate::RecallPool>>) -> Self {
+        self.recall_pool = pool;
+        self
     }
 
     fn access<T>(&self, request: &Request<T>) -> Result<Access, Status> {
@@ -208,10 +218,10 @@ impl Mnemo for MnemoService {
             r.batch_size as usize
         };
         let with_embedding = r.include_embedding;
-        // Opening, ranking and the first batches in one hop to the blocking pool: on
+        // Opening, ranking and the first batches in one hop to the recall threads: on
         // a busy machine every hand-off between threads is a wait for a core. Batches
         // up to EAGER_MEMORIES memories in all are read here; a larger k streams on.
-        let (cursor, ready) = blocking(move || {
+        let rank = move || {
             let mut cursor = engine.recall(&space, req)?;
             let mut ready = Vec::new();
             let mut read = 0;
@@ -223,8 +233,11 @@ impl Mnemo for MnemoService {
                     return Ok((cursor, ready));
                 }
             }
-        })
-        .await?;
+        };
+        let (cursor, ready) = match &self.recall_pool {
+            Some(pool) => pool.run(rank).await?,
+            None => blocking(rank).await?,
+        };
         let snapshot = cursor.snapshot();
         let message = move |found: Vec<mnemo_engine::Memory>, more: bool| pb::RecallResponse {
             memories: found

@@ -68,7 +68,34 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `serve` reads its configuration before the runtime starts: the recall threads
+    // are started first, at normal priority, then the runtime's threads are niced.
+    let mut serving = None;
+    let mut runtime_nice = 0;
+    if let Command::Serve(flags) = &cli.command {
+        let started = flags.resolve().and_then(|cfg| {
+            let cores = std::thread::available_parallelism().map_or(2, usize::from);
+            let pool = mnemo_server::RecallPool::start(cores.max(2))
+                .map_err(|e| anyhow::anyhow!("starting the recall threads: {e}"))?;
+            Ok((cfg, pool))
+        });
+        match started {
+            Ok((cfg, pool)) => {
+                runtime_nice = cfg.runtime_nice;
+                serving = Some((cfg, pool));
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .on_thread_start(move || {
+            if let Err(error) = mnemo_engine::lower_thread_priority(runtime_nice) {
+                tracing::warn!(runtime_nice, %error, "cannot lower the runtime's priority");
+            }
+        })
         .enable_all()
         .build()
     {
@@ -80,7 +107,10 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(flags) => serve::run(flags.resolve()?).await,
+            Command::Serve(_) => match serving {
+                Some((cfg, pool)) => serve::run(cfg, pool).await,
+                None => Err(anyhow::anyhow!("serve: configuration not read")),
+            },
             Command::Config(flags) => {
                 print!("{}", toml::to_string_pretty(&flags.resolve_redacted()?)?);
                 Ok(())

@@ -29,7 +29,11 @@ async fn shutdown_signal() {
     }
 }
 
-pub(crate) async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+/// Serves with `cfg`; recalls rank on `recall_pool` (see `mnemo_server::RecallPool`).
+pub(crate) async fn run(
+    cfg: ServeConfig,
+    recall_pool: std::sync::Arc<mnemo_server::RecallPool>,
+) -> anyhow::Result<()> {
     if !cfg.metrics.is_empty() {
         let addr: std::net::SocketAddr = cfg
             .metrics
@@ -54,6 +58,7 @@ pub(crate) async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         },
         auth,
         tls,
+        recall_pool: Some(recall_pool),
     };
     if !options.auth.enabled() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(

@@ -214,7 +214,10 @@ impl Shard {
                     self.dim
                 )));
             }
+            let t0 = std::time::Instant::now();
+            let c0 = tcpu();
             let index = self.index.write();
+            let t1 = t0.elapsed();
             let added = match v {
                 VectorRef::F32(v) => index.add(*lsn, v),
                 VectorRef::F16(v) => index.add(*lsn, usearch::f16::from_i16s(v)),
@@ -228,6 +231,16 @@ impl Shard {
             // take it straight back for the next insert, and a search can then wait out
             // a whole batch of inserts instead of at most one.
             RwLockWriteGuard::unlock_fair(index);
+            let wall = t0.elapsed();
+            if wall.as_millis() >= 5 {
+                tracing::debug!(
+                    lockwait_us = t1.as_micros() as u64,
+                    wall_us = wall.as_micros() as u64,
+                    cpu_us = (tcpu() - c0) / 1000,
+                    active = gate.active(),
+                    "slow insert"
+                );
+            }
         }
         Ok(())
     }
@@ -544,4 +557,14 @@ mod concurrency_tests {
             assert!(lost.is_empty(), "round {round}: unreachable nodes {lost:?}");
         }
     }
+}
+
+#[allow(unsafe_code)]
+fn tcpu() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

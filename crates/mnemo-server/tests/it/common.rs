@@ -28,8 +28,13 @@ impl TestServer {
         Self::start_with(config(dir)).await
     }
 
+    /// Recalls rank on a recall pool, as under `mnemo serve`.
     pub async fn start_with(cfg: EngineConfig) -> TestServer {
-        Self::start_with_options(cfg, mnemo_server::Options::default()).await
+        let options = mnemo_server::Options {
+            recall_pool: Some(mnemo_server::RecallPool::start(2).unwrap()),
+            ..Default::default()
+        };
+        Self::start_with_options(cfg, options).await
     }
 
     pub async fn start_with_options(
