@@ -127,6 +127,8 @@ impl Wire for pb::MemoryResponse {
 const MAX_INDEXED_PENDING: usize = 100_000;
 /// Most recalls of one MemoryStream running or waiting to be sent.
 const MAX_RECALLS_PENDING: usize = 16;
+/// Inbound messages a session handles before it lets other tasks on its thread run.
+const MESSAGES_PER_POLL: usize = 32;
 
 type AckFuture = Pin<Box<dyn futures::Future<Output = pb::Ack> + Send>>;
 type RecallFuture = Pin<Box<dyn futures::Future<Output = Vec<pb::RecallResult>> + Send>>;
@@ -160,6 +162,7 @@ impl<W: Wire> SessionStream<W> {
         let mut pressure = self.engine.subscribe_pressure();
         let mut paused = false;
         let mut shutdown = self.shutdown.clone();
+        let mut since_yield = 0;
         loop {
             tokio::select! {
                 msg = inbound.next() => {
@@ -168,6 +171,13 @@ impl<W: Wire> SessionStream<W> {
                         // The client half-closed or went away: finish the acks in flight.
                         None | Some(Err(_)) => break,
                     };
+                    // A stream with a full window queued would otherwise take it all in
+                    // one poll, and other tasks on this thread (a recall's reply) wait.
+                    since_yield += 1;
+                    if since_yield == MESSAGES_PER_POLL {
+                        since_yield = 0;
+                        tokio::task::yield_now().await;
+                    }
                     match msg {
                         Incoming::Observation(o) => {
                             let ack = match session.as_ref() {
