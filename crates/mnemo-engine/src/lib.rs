@@ -44,7 +44,7 @@ pub use error::{Error, Result};
 pub use ingest::{
     IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
 };
-pub use priority::lower_thread_priority;
+pub use priority::{lower_thread_priority, thread_sched_ns};
 pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
 pub use record::{DecodeError, ObservationRecord};
 pub use types::{

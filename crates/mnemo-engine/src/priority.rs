@@ -27,6 +27,17 @@ pub fn lower_thread_priority(_nice: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's scheduler account, for tracing where a slow request's time
+/// went: `(ns on a CPU, ns runnable but waiting for one)`. Linux only (schedstat).
+pub fn thread_sched_ns() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    match (fields.next(), fields.next()) {
+        (Some(Ok(cpu)), Some(Ok(wait))) => Some((cpu, wait)),
+        _ => None,
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;

@@ -190,12 +190,15 @@ impl RecallCursor {
         // Index workers pause their next insert until this recall has ranked.
         let _recalling = self.space.recalls.enter();
         let started = std::time::Instant::now();
+        let traced = tracing::enabled!(tracing::Level::DEBUG);
+        let sched0 = traced.then(crate::thread_sched_ns).flatten();
         // Order matters: fresh first, then the graph (see the module docs).
         let fresh = self
             .space
             .fresh
             .scan(&self.prepared, want + margin, snapshot, &|_| false);
         let fresh_done = started.elapsed();
+        let sched1 = traced.then(crate::thread_sched_ns).flatten();
         let mut ask = want + 8;
         let mut candidates = loop {
             let hits = self
@@ -239,7 +242,20 @@ impl RecallCursor {
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(want);
+        let sched2 = traced.then(crate::thread_sched_ns).flatten();
+        // CPU and run-queue wait of this thread, per phase (µs): a slow phase with
+        // little CPU waited for a lock or a core.
+        let delta = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
+            (Some(a), Some(b)) => ((b.0 - a.0) / 1000, (b.1 - a.1) / 1000),
+            _ => (0, 0),
+        };
+        let (fresh_cpu, fresh_wait) = delta(sched0, sched1);
+        let (graph_cpu, graph_wait) = delta(sched1, sched2);
         tracing::debug!(
+            fresh_cpu_us = fresh_cpu,
+            fresh_runq_us = fresh_wait,
+            graph_cpu_us = graph_cpu,
+            graph_runq_us = graph_wait,
             space = %self.space.info.name,
             fresh_rows = self.space.fresh.len(),
             fresh_us = fresh_done.as_micros() as u64,

@@ -9,8 +9,16 @@
 //! Each row is kept twice: at the graph's precision (f32, or f16 for f16/i8 graphs)
 //! for the index workers, and as 8-bit codes for the scan. Every recall scans the
 //! whole tier, so the scan reads the codes (a quarter of f32) and returns candidates
-//! that the recall re-scores exactly from the log. A large tier is scanned by one
-//! thread per core, each over a share of the chunks.
+//! that the recall re-scores exactly from the log. A large tier without sign codes
+//! (below) is scanned by one thread per core, each over a share of the chunks.
+//!
+//! From [`BINARY_MIN_DIM`] dimensions, each row also has a sign code (1 bit per
+//! dimension, relative to a center: the mean of the previous chunk's rows, so that
+//! data far from the origin still splits). A scan of a large tier then reads the
+//! sign codes first (an eighth of the 8-bit codes), keeps the rows nearest by Hamming
+//! distance (a shortlist many times longer than asked for), and scores only those
+//! with the 8-bit codes. Rows of a chunk without a center (the first chunk after the
+//! tier was opened) are scored with the 8-bit codes directly.
 //!
 //! Invariant (with the recall order "fresh scan, then HNSW search"): a row leaves
 //! this tier only after it is in HNSW, so a committed record is never missing from
@@ -29,9 +37,39 @@ use crate::types::{Lsn, Metric, Precision};
 /// Rows per chunk.
 pub(crate) const CHUNK_ROWS: usize = 256;
 
-/// Bytes one row of `dim` dimensions takes in the tier for a graph of `precision`.
+/// Dimensions from which rows get sign codes and large scans go in two passes.
+/// Below it, sign bits say too little about a vector, and the 8-bit codes are short.
+pub(crate) const BINARY_MIN_DIM: usize = 256;
+
+/// Rows a two-pass scan scores with 8-bit codes: per result asked for, at least, and
+/// at least this share of the rows scanned. Clustered data keeps its exact top 10
+/// with a tenth of this; the share is for data with no structure (tests below).
+const SHORTLIST_PER_RESULT: usize = 24;
+const SHORTLIST_MIN: usize = 2048;
+const SHORTLIST_SHARE: usize = 16;
+
+/// 64-bit words of one row's sign code (0: no sign codes). Only for cosine and L2:
+/// sign bits stand for a direction, while an inner-product ranking also rewards
+/// length, so a sign-code shortlist could miss its best rows.
+fn sign_words(dim: usize, metric: Metric) -> usize {
+    if dim >= BINARY_MIN_DIM && metric != Metric::InnerProduct {
+        dim.div_ceil(64)
+    } else {
+        0
+    }
+}
+
+/// Bytes one row of `dim` dimensions takes in the tier for a graph of `precision`
+/// (at most: inner-product spaces keep no sign codes).
 pub(crate) fn row_bytes(dim: usize, precision: Precision) -> usize {
-    dim * IndexRow::element_bytes(precision) + dim + 2 * size_of::<f32>()
+    let sign = sign_words(dim, Metric::Cosine) * size_of::<u64>();
+    // A chunk's center, shared by its rows.
+    let center = if sign > 0 {
+        (dim * size_of::<f32>()).div_ceil(CHUNK_ROWS)
+    } else {
+        0
+    };
+    dim * IndexRow::element_bytes(precision) + dim + 2 * size_of::<f32>() + sign + center
 }
 
 /// A chunk's rows, row-major.
@@ -43,6 +81,8 @@ struct Rows {
     /// Per row: the code scale and the exact squared norm.
     scales: Vec<f32>,
     sq_norms: Vec<f32>,
+    /// Sign codes against the chunk's center (empty when it has none).
+    signs: Vec<u64>,
 }
 
 /// Vectors at the precision the graph stores (f16 as IEEE bits): a row handed to an
@@ -78,12 +118,13 @@ impl IndexRow {
 }
 
 impl Rows {
-    fn new(dim: usize, precision: Precision) -> Self {
+    fn new(dim: usize, precision: Precision, sign_words: usize) -> Self {
         Rows {
             full: IndexRow::with_capacity(precision, CHUNK_ROWS * dim),
             codes: Vec::with_capacity(CHUNK_ROWS * dim),
             scales: Vec::with_capacity(CHUNK_ROWS),
             sq_norms: Vec::with_capacity(CHUNK_ROWS),
+            signs: Vec::with_capacity(CHUNK_ROWS * sign_words),
         }
     }
 
@@ -91,7 +132,11 @@ impl Rows {
         self.scales.len()
     }
 
-    fn push(&mut self, prepared: &[f32]) {
+    fn push(&mut self, prepared: &[f32], center: Option<&[f32]>) {
+        if let Some(center) = center {
+            self.signs
+                .extend_from_slice(&score::sign_bits(prepared, center));
+        }
         match &mut self.full {
             IndexRow::F32(v) => v.extend_from_slice(prepared),
             IndexRow::F16(v) => v.extend(
@@ -117,6 +162,8 @@ impl Rows {
 
 struct Chunk {
     base: Lsn,
+    /// What the rows' sign codes are relative to; none below [`BINARY_MIN_DIM`].
+    center: Option<Arc<[f32]>>,
     rows: RwLock<Rows>,
     /// Per row: already in HNSW.
     indexed: Box<[AtomicBool]>,
@@ -133,6 +180,11 @@ struct State {
     chunks: VecDeque<Arc<Chunk>>,
     /// LSN the next pushed row will have.
     next_lsn: Lsn,
+    /// Center for the next chunk's sign codes (with sign codes only), and the sum and
+    /// count of the rows pushed into the newest chunk, from which the next is taken.
+    center: Option<Arc<[f32]>>,
+    sum: Vec<f32>,
+    summed: usize,
 }
 
 /// See the module docs.
@@ -165,6 +217,9 @@ impl FreshTier {
             state: RwLock::new(State {
                 chunks: VecDeque::new(),
                 next_lsn,
+                center: None,
+                sum: vec![0.0; if sign_words(dim, metric) > 0 { dim } else { 0 }],
+                summed: 0,
             }),
             resident: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
@@ -206,18 +261,31 @@ impl FreshTier {
             let len = c.len();
             len < CHUNK_ROWS && c.base + len as Lsn == lsn
         });
+        let words = sign_words(self.dim, self.metric);
         if !fits {
+            if words > 0 && st.summed > 0 {
+                let n = st.summed as f32;
+                st.center = Some(st.sum.iter().map(|x| x / n).collect());
+                st.sum.fill(0.0);
+                st.summed = 0;
+            }
+            let center = st.center.clone();
             st.chunks.push_back(Arc::new(Chunk {
                 base: lsn,
-                rows: RwLock::new(Rows::new(self.dim, self.precision)),
+                center,
+                rows: RwLock::new(Rows::new(self.dim, self.precision, words)),
                 indexed: (0..CHUNK_ROWS).map(|_| AtomicBool::new(false)).collect(),
                 indexed_count: AtomicUsize::new(0),
             }));
         }
+        if words > 0 {
+            st.sum.iter_mut().zip(&prepared).for_each(|(s, x)| *s += x);
+            st.summed += 1;
+        }
         if let Some(chunk) = st.chunks.back() {
             let row = {
                 let mut rows = chunk.rows.write();
-                rows.push(&prepared);
+                rows.push(&prepared, chunk.center.as_deref());
                 rows.len() - 1
             };
             if already_indexed {
@@ -256,7 +324,19 @@ impl FreshTier {
             .take_while(|c| c.base <= snapshot)
             .cloned()
             .collect();
-        let cue = score::quantize(cue);
+        let cue_codes = score::quantize(cue);
+        if sign_words(self.dim, self.metric) > 0 {
+            let rows = chunks.len() * CHUNK_ROWS;
+            let shortlist = (k * SHORTLIST_PER_RESULT)
+                .max(SHORTLIST_MIN)
+                .max(rows / SHORTLIST_SHARE);
+            if rows > shortlist {
+                return self
+                    .scan_two_pass(&chunks, cue, &cue_codes, k, shortlist, snapshot, excluded)
+                    .into_sorted();
+            }
+        }
+        let cue = cue_codes;
         let parts = scan_parts(chunks.len() * CHUNK_ROWS);
         if parts <= 1 {
             return self
@@ -309,6 +389,100 @@ impl FreshTier {
                 let s = score::approx_score(self.metric, cue, row, *scale, *sq_norm, dot_i8);
                 if top.admits(s) && !excluded(lsn) {
                     top.offer(lsn, s);
+                }
+            }
+        }
+        top
+    }
+
+    /// [`FreshTier::scan`] of a large tier with sign codes: the `shortlist` rows
+    /// nearest the cue by Hamming distance (chunks without a center: all their rows)
+    /// are scored with 8-bit codes, and the best `k` kept.
+    #[allow(clippy::too_many_arguments)] // the scan's own arguments, passed through
+    fn scan_two_pass(
+        &self,
+        chunks: &[Arc<Chunk>],
+        cue: &[f32],
+        cue_codes: &score::Quantized,
+        k: usize,
+        shortlist: usize,
+        snapshot: Lsn,
+        excluded: &dyn Fn(Lsn) -> bool,
+    ) -> TopK {
+        let words = sign_words(self.dim, self.metric);
+        let hamming = score::hamming_kernel();
+        let dot_i8 = score::dot_i8_kernel();
+        let mut top = TopK::new(k);
+        let score_row = |top: &mut TopK, rows: &Rows, i: usize, lsn: Lsn| {
+            let codes = &rows.codes[i * self.dim..(i + 1) * self.dim];
+            let s = score::approx_score(
+                self.metric,
+                cue_codes,
+                codes,
+                rows.scales[i],
+                rows.sq_norms[i],
+                dot_i8,
+            );
+            if top.admits(s) && !excluded(lsn) {
+                top.offer(lsn, s);
+            }
+        };
+        // Pass 1: the Hamming distance of every row with a sign code, in scan order,
+        // and how many rows have each distance.
+        let mut distances: Vec<u16> = Vec::with_capacity(chunks.len() * CHUNK_ROWS);
+        let mut per_chunk = Vec::with_capacity(chunks.len());
+        let mut histogram = vec![0usize; words * 64 + 1];
+        let mut cue_signs: Option<(&Arc<[f32]>, Vec<u64>)> = None;
+        for chunk in chunks {
+            let rows = chunk.rows.read();
+            let visible = rows.len().min(
+                usize::try_from(snapshot.saturating_sub(chunk.base) + 1).unwrap_or(usize::MAX),
+            );
+            let Some(center) = &chunk.center else {
+                for i in 0..visible {
+                    score_row(&mut top, &rows, i, chunk.base + i as Lsn);
+                }
+                per_chunk.push(0);
+                continue;
+            };
+            // Consecutive chunks often share a center (same `Arc`).
+            if !cue_signs
+                .as_ref()
+                .is_some_and(|(c, _)| Arc::ptr_eq(c, center))
+            {
+                cue_signs = Some((center, score::sign_bits(cue, center)));
+            }
+            let signs = cue_signs.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+            for row in rows.signs.chunks_exact(words).take(visible) {
+                let d = hamming(signs, row) as usize;
+                histogram[d] += 1;
+                distances.push(d as u16);
+            }
+            per_chunk.push(visible);
+        }
+        // The cut: every row nearer than `cut`, and the first `at_cut` rows at it.
+        let mut cut = 0;
+        let mut nearer = 0;
+        while cut < histogram.len() && nearer + histogram[cut] < shortlist {
+            nearer += histogram[cut];
+            cut += 1;
+        }
+        let mut at_cut = shortlist - nearer;
+        // Pass 2: score the shortlist.
+        let mut distance = distances.iter();
+        for (chunk, &visible) in chunks.iter().zip(&per_chunk) {
+            if visible == 0 {
+                continue;
+            }
+            let rows = chunk.rows.read();
+            for (i, &d) in distance.by_ref().take(visible).enumerate() {
+                let d = usize::from(d);
+                let take = d < cut || (d == cut && at_cut > 0);
+                if take {
+                    if d == cut {
+                        at_cut -= 1;
+                    }
+                    score_row(&mut top, &rows, i, chunk.base + i as Lsn);
                 }
             }
         }
@@ -571,6 +745,148 @@ mod tests {
         }
     }
 
+    /// Clustered vectors: `clusters` centers in `[-0.5, 0.5)^dim + offset`, each row a
+    /// center plus noise of `spread` (the shape of real embeddings: structure, and a
+    /// mean away from the origin when `offset` is not 0).
+    fn clustered(
+        seed: u64,
+        n: usize,
+        dim: usize,
+        clusters: usize,
+        spread: f32,
+        offset: f32,
+    ) -> Vec<Vec<f32>> {
+        let centers = crate::index::test_noise(seed, clusters, dim);
+        let noise = crate::index::test_noise(seed + 1, n, dim);
+        noise
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let c = &centers[(i * 7919) % clusters];
+                c.iter()
+                    .zip(&e)
+                    .map(|(c, e)| c + offset + spread * e)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Share of the exact top 10 of each cue found among the `k` candidates of a scan.
+    fn top10_kept(metric: Metric, rows: &[Vec<f32>], cues: &[Vec<f32>], k: usize) -> f64 {
+        let dim = rows[0].len();
+        let t = FreshTier::new(dim, metric, Precision::F16, 1, rows.len());
+        for (i, v) in rows.iter().enumerate() {
+            t.push(i as Lsn + 1, v, false, false);
+        }
+        let prepared_rows: Vec<Vec<f32>> = rows.iter().map(|v| score::prepare(metric, v)).collect();
+        let mut kept = 0;
+        for cue in cues {
+            let prepared = score::prepare(metric, cue);
+            let mut exact: Vec<(Lsn, f32)> = prepared_rows
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as Lsn + 1, score::score(metric, &prepared, v)))
+                .collect();
+            exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let got: Vec<Lsn> = t
+                .scan(&prepared, k, rows.len() as Lsn, &|_| false)
+                .iter()
+                .map(|c| c.0)
+                .collect();
+            kept += exact[..10]
+                .iter()
+                .filter(|(lsn, _)| got.contains(lsn))
+                .count();
+        }
+        kept as f64 / (10 * cues.len()) as f64
+    }
+
+    /// The two-pass scan keeps the exact top 10 among its candidates (as many as
+    /// recall asks for) on clustered data, centered or not, for cosine and L2.
+    #[test]
+    fn two_pass_scan_keeps_the_exact_top_10_of_clustered_data() {
+        for (offset, spread) in [(0.0, 0.5), (0.0, 0.2), (2.0, 1.0)] {
+            let mut rows = clustered(5, 20_020, 768, 80, spread, offset);
+            let cues = rows.split_off(20_000);
+            for metric in [Metric::Cosine, Metric::L2] {
+                let kept = top10_kept(metric, &rows, &cues, 42);
+                assert!(
+                    kept >= 0.99,
+                    "{metric:?} offset {offset} spread {spread}: {kept}"
+                );
+            }
+        }
+    }
+
+    /// With no structure to find, the shortlist's share of the rows still keeps
+    /// nearly all of the exact top 10.
+    #[test]
+    fn two_pass_scan_on_unstructured_data() {
+        let rows = crate::index::test_noise(21, 20_000, 768);
+        let cues = crate::index::test_noise(22, 20, 768);
+        let kept = top10_kept(Metric::Cosine, &rows, &cues, 42);
+        assert!(kept >= 0.95, "{kept}");
+    }
+
+    /// The two-pass scan honours the snapshot and the exclusion like the one-pass scan.
+    #[test]
+    fn two_pass_scan_respects_snapshot_and_exclusion() {
+        let rows = clustered(12, 3000, 256, 20, 0.5, 0.0);
+        let t = FreshTier::new(256, Metric::Cosine, Precision::F32, 1, 10_000);
+        for (i, v) in rows.iter().enumerate() {
+            t.push(i as Lsn + 1, v, false, false);
+        }
+        let after = score::prepare(Metric::Cosine, &rows[2500]);
+        let got = t.scan(&after, 50, 2000, &|_| false);
+        assert_eq!(got.len(), 50);
+        assert!(got.iter().all(|(lsn, _)| *lsn <= 2000));
+        let cue = score::prepare(Metric::Cosine, &rows[1500]);
+        assert_eq!(t.scan(&cue, 1, 2000, &|_| false)[0].0, 1501);
+        let got = t.scan(&cue, 5, 2000, &|lsn| lsn == 1501);
+        assert!(got.iter().all(|(lsn, _)| *lsn != 1501));
+    }
+
+    /// Inner product keeps the one-pass 8-bit scan (no sign codes), and low
+    /// dimensions too.
+    #[test]
+    fn sign_codes_only_where_they_help() {
+        assert_eq!(sign_words(768, Metric::Cosine), 12);
+        assert_eq!(sign_words(768, Metric::L2), 12);
+        assert_eq!(sign_words(768, Metric::InnerProduct), 0);
+        assert_eq!(sign_words(100, Metric::Cosine), 0);
+        let t = FreshTier::new(768, Metric::InnerProduct, Precision::F16, 1, 1000);
+        for (i, v) in crate::index::test_noise(3, 600, 768).iter().enumerate() {
+            t.push(i as Lsn + 1, v, false, false);
+        }
+        let st = t.state.read();
+        assert!(
+            st.chunks
+                .iter()
+                .all(|c| c.center.is_none() && c.rows.read().signs.is_empty())
+        );
+    }
+
+    /// The first chunk has no center; later chunks are centered on the mean of the
+    /// chunk before them, and a scan returns the same rows whichever pass it takes.
+    #[test]
+    fn chunks_take_the_previous_chunks_mean_as_center() {
+        let rows = clustered(8, 3 * CHUNK_ROWS, 256, 4, 0.5, 3.0);
+        let t = FreshTier::new(256, Metric::L2, Precision::F32, 1, 10_000);
+        for (i, v) in rows.iter().enumerate() {
+            t.push(i as Lsn + 1, v, false, false);
+        }
+        let st = t.state.read();
+        assert!(st.chunks[0].center.is_none());
+        let center = st.chunks[1].center.as_deref().unwrap();
+        let mean0 = rows[..CHUNK_ROWS].iter().map(|v| v[0]).sum::<f32>() / CHUNK_ROWS as f32;
+        assert!((center[0] - mean0).abs() < 1e-4);
+        assert_eq!(st.chunks[1].rows.read().signs.len(), CHUNK_ROWS * 4);
+        drop(st);
+        // A cue equal to a row finds that row first (sign distance 0).
+        let got = t.scan(&rows[700], 1, rows.len() as Lsn, &|_| false);
+        assert_eq!(got[0].0, 701);
+    }
+
     #[test]
     fn f16_graphs_get_f16_rows() {
         let t = FreshTier::new(3, Metric::L2, Precision::F16, 1, 100);
@@ -585,8 +901,10 @@ mod tests {
             .collect();
         assert_eq!(back[..2], [1.0, -2.5]);
         assert!((back[2] - 0.1).abs() < 1e-3);
-        assert_eq!(row_bytes(768, Precision::F16), 768 * 3 + 8);
-        assert_eq!(row_bytes(768, Precision::F32), 768 * 5 + 8);
+        // Values, 8-bit codes, scale and norm, sign code, share of the chunk center.
+        assert_eq!(row_bytes(768, Precision::F16), 768 * 3 + 8 + 96 + 12);
+        assert_eq!(row_bytes(768, Precision::F32), 768 * 5 + 8 + 96 + 12);
+        assert_eq!(row_bytes(100, Precision::F32), 100 * 5 + 8);
     }
 
     #[test]

@@ -380,31 +380,10 @@ impl Hnsw {
             return self.shards[0].search(cue, k, filter);
         }
         let mut all = Vec::with_capacity(k * self.shards.len());
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        if cores > 1 {
-            // One thread per shard: the waits for the inserts under way on each shard
-            // overlap instead of adding up, and each search may get a core.
-            std::thread::scope(|scope| -> Result<()> {
-                let (first, rest) = self.shards.split_at(1);
-                let others: Vec<_> = rest
-                    .iter()
-                    .map(|shard| scope.spawn(|| shard.search(cue, k, filter)))
-                    .collect();
-                all.extend(first[0].search(cue, k, filter)?);
-                for other in others {
-                    match other.join() {
-                        Ok(found) => all.extend(found?),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                }
-                Ok(())
-            })?;
-            all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            all.truncate(k);
-            return Ok(all);
-        }
-        // One core: shards with no insert under way first; by the time those are
-        // searched, the inserts holding the others have often finished.
+        // Shards with no insert under way first; by the time those are searched, the
+        // inserts holding the others have often finished. On this thread: a thread
+        // per shard costs a wake-up each, and on a busy machine each wake-up can wait
+        // a scheduler tick, more than a shard's search takes.
         let mut busy = Vec::new();
         for shard in &self.shards {
             match shard.index.try_read() {

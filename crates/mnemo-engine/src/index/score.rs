@@ -159,6 +159,48 @@ mod avx2 {
     }
 }
 
+/// Sign bits of `v - center`, 64 dimensions per word: bit `j` is set when
+/// `v[j] > center[j]`. The fresh tier's first-pass code (see `fresh.rs`): 1 bit per
+/// dimension, so the whole tier's codes are read 8× faster than its 8-bit codes.
+pub(crate) fn sign_bits(v: &[f32], center: &[f32]) -> Vec<u64> {
+    let mut words = vec![0u64; v.len().div_ceil(64)];
+    for (j, (x, c)) in v.iter().zip(center).enumerate() {
+        if x > c {
+            words[j / 64] |= 1 << (j % 64);
+        }
+    }
+    words
+}
+
+/// Bits that differ between two sign codes of the same length.
+fn hamming_portable(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// The fastest Hamming kernel this CPU runs (checked once per scan, not per row).
+pub(crate) fn hamming_kernel() -> fn(&[u64], &[u64]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        return popcnt::hamming;
+    }
+    hamming_portable
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the POPCNT instruction, only reached after the CPU was checked for it
+mod popcnt {
+    /// Safe wrapper: [`super::hamming_kernel`] hands this out only when POPCNT is present.
+    pub(super) fn hamming(a: &[u64], b: &[u64]) -> u32 {
+        // SAFETY: this function is only selected after `is_x86_feature_detected!("popcnt")`.
+        unsafe { hamming_popcnt(a, b) }
+    }
+
+    #[target_feature(enable = "popcnt")]
+    fn hamming_popcnt(a: &[u64], b: &[u64]) -> u32 {
+        a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+    }
+}
+
 /// The score (as [`score`] gives it) that a graph distance stands for: usearch
 /// reports `1 - cos` for cosine, `1 - dot` for inner product, the squared distance for L2.
 pub(crate) fn from_distance(metric: Metric, distance: f32) -> f32 {
@@ -210,6 +252,29 @@ mod tests {
         }
         let extreme = vec![-127i8; 4096];
         assert_eq!(kernel(&extreme, &extreme), 127 * 127 * 4096);
+    }
+
+    #[test]
+    fn sign_bits_and_hamming_kernels() {
+        let center = vec![0.5f32; 130];
+        let a: Vec<f32> = (0..130)
+            .map(|i| if i % 3 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let b: Vec<f32> = (0..130)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let (ba, bb) = (sign_bits(&a, &center), sign_bits(&b, &center));
+        assert_eq!(ba.len(), 3);
+        let naive = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| (**x > 0.5) != (**y > 0.5))
+            .count() as u32;
+        assert_eq!(hamming_portable(&ba, &bb), naive);
+        assert_eq!(hamming_kernel()(&ba, &bb), naive);
+        assert_eq!(hamming_kernel()(&ba, &ba), 0);
+        // The padding bits of the last word stay clear.
+        assert_eq!(ba[2] >> 2, 0);
     }
 
     #[test]
