@@ -46,7 +46,10 @@ pub(crate) const BINARY_MIN_DIM: usize = 256;
 /// with a tenth of this; the share is for data with no structure (tests below).
 const SHORTLIST_PER_RESULT: usize = 24;
 const SHORTLIST_MIN: usize = 2048;
-const SHORTLIST_SHARE: usize = 16;
+const SHORTLIST_SHARE: usize = 32;
+/// Rows whose mean becomes the next center. Chunks between two centers share one,
+/// so a scan works out the cue's sign code once per center, not once per chunk.
+const CENTER_ROWS: usize = 16 * CHUNK_ROWS;
 
 /// 64-bit words of one row's sign code (0: no sign codes). Only for cosine and L2:
 /// sign bits stand for a direction, while an inner-product ranking also rewards
@@ -132,7 +135,7 @@ impl Rows {
         self.scales.len()
     }
 
-    fn push(&mut self, prepared: &[f32], center: Option<&[f32]>) {
+    fn push(&mut self, prepared: &[f32], q: score::Quantized, center: Option<&[f32]>) {
         if let Some(center) = center {
             self.signs
                 .extend_from_slice(&score::sign_bits(prepared, center));
@@ -145,7 +148,6 @@ impl Rows {
                     .map(|x| half::f16::from_f32(*x).to_bits().cast_signed()),
             ),
         }
-        let q = score::quantize(prepared);
         self.codes.extend_from_slice(&q.codes);
         self.scales.push(q.scale);
         self.sq_norms.push(q.sq_norm);
@@ -180,8 +182,9 @@ struct State {
     chunks: VecDeque<Arc<Chunk>>,
     /// LSN the next pushed row will have.
     next_lsn: Lsn,
-    /// Center for the next chunk's sign codes (with sign codes only), and the sum and
-    /// count of the rows pushed into the newest chunk, from which the next is taken.
+    /// Center for new chunks' sign codes (with sign codes only), and the sum and count
+    /// of the rows pushed since it was set, whose mean becomes the next center once
+    /// there are `CENTER_ROWS` of them (the first center: the first chunk's mean).
     center: Option<Arc<[f32]>>,
     sum: Vec<f32>,
     summed: usize,
@@ -256,6 +259,8 @@ impl FreshTier {
     /// admitted with [`FreshTier::try_reserve`] (recovered rows were not).
     pub(crate) fn push(&self, lsn: Lsn, vector: &[f32], already_indexed: bool, reserved: bool) {
         let prepared = score::prepare(self.metric, vector);
+        // Outside the lock: recalls starting a scan wait for it.
+        let codes = score::quantize(&prepared);
         let mut st = self.state.write();
         let fits = st.chunks.back().is_some_and(|c| {
             let len = c.len();
@@ -263,7 +268,8 @@ impl FreshTier {
         });
         let words = sign_words(self.dim, self.metric);
         if !fits {
-            if words > 0 && st.summed > 0 {
+            let due = st.summed >= CENTER_ROWS || (st.center.is_none() && st.summed > 0);
+            if words > 0 && due {
                 let n = st.summed as f32;
                 st.center = Some(st.sum.iter().map(|x| x / n).collect());
                 st.sum.fill(0.0);
@@ -285,7 +291,7 @@ impl FreshTier {
         if let Some(chunk) = st.chunks.back() {
             let row = {
                 let mut rows = chunk.rows.write();
-                rows.push(&prepared, chunk.center.as_deref());
+                rows.push(&prepared, codes, chunk.center.as_deref());
                 rows.len() - 1
             };
             if already_indexed {
@@ -431,7 +437,7 @@ impl FreshTier {
         // and how many rows have each distance.
         let mut distances: Vec<u16> = Vec::with_capacity(chunks.len() * CHUNK_ROWS);
         let mut per_chunk = Vec::with_capacity(chunks.len());
-        let mut histogram = vec![0usize; words * 64 + 1];
+        let mut histogram = vec![0u32; words * 64 + 1];
         let mut cue_signs: Option<(&Arc<[f32]>, Vec<u64>)> = None;
         for chunk in chunks {
             let rows = chunk.rows.read();
@@ -453,18 +459,16 @@ impl FreshTier {
                 cue_signs = Some((center, score::sign_bits(cue, center)));
             }
             let signs = cue_signs.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
-            for row in rows.signs.chunks_exact(words).take(visible) {
-                let d = hamming(signs, row) as usize;
-                histogram[d] += 1;
-                distances.push(d as u16);
-            }
-            per_chunk.push(visible);
+            let before = distances.len();
+            let codes = &rows.signs[..(visible * words).min(rows.signs.len())];
+            hamming(signs, codes, &mut distances, &mut histogram);
+            per_chunk.push(distances.len() - before);
         }
         // The cut: every row nearer than `cut`, and the first `at_cut` rows at it.
         let mut cut = 0;
         let mut nearer = 0;
-        while cut < histogram.len() && nearer + histogram[cut] < shortlist {
-            nearer += histogram[cut];
+        while cut < histogram.len() && nearer + (histogram[cut] as usize) < shortlist {
+            nearer += histogram[cut] as usize;
             cut += 1;
         }
         let mut at_cut = shortlist - nearer;
@@ -515,24 +519,36 @@ impl FreshTier {
 
     /// Records that these rows are now in HNSW; drops chunks that are fully indexed.
     pub(crate) fn mark_indexed(&self, lsns: &[Lsn]) {
-        let mut st = self.state.write();
-        let mut touched = Vec::new();
-        for &lsn in lsns {
-            let Some(i) = Self::chunk_of(&st.chunks, lsn) else {
-                continue;
-            };
-            let chunk = &st.chunks[i];
-            let row = (lsn - chunk.base) as usize;
-            if row < chunk.len() && !chunk.indexed[row].swap(true, Ordering::AcqRel) {
-                chunk.indexed_count.fetch_add(1, Ordering::AcqRel);
-                touched.push(i);
+        // Marks are atomics, so they need only the shared lock; the exclusive one (which
+        // recalls starting a scan wait for) is taken only to drop a completed chunk,
+        // and index workers run niced, so they should hold it as briefly as possible.
+        let mut complete = Vec::new();
+        {
+            let st = self.state.read();
+            for &lsn in lsns {
+                let Some(i) = Self::chunk_of(&st.chunks, lsn) else {
+                    continue;
+                };
+                let chunk = &st.chunks[i];
+                let row = (lsn - chunk.base) as usize;
+                let len = chunk.len();
+                if row < len && !chunk.indexed[row].swap(true, Ordering::AcqRel) {
+                    let marked = chunk.indexed_count.fetch_add(1, Ordering::AcqRel) + 1;
+                    if marked == len {
+                        complete.push(chunk.base);
+                    }
+                }
             }
         }
-        touched.sort_unstable();
-        touched.dedup();
-        // Highest position first, so removing one keeps the others' positions valid.
-        for &i in touched.iter().rev() {
-            self.drop_if_indexed(&mut st, i);
+        if complete.is_empty() {
+            return;
+        }
+        let mut st = self.state.write();
+        for base in complete {
+            // Found again by base: another worker may have dropped chunks meanwhile.
+            if let Some(i) = st.chunks.iter().position(|c| c.base == base) {
+                self.drop_if_indexed(&mut st, i);
+            }
         }
     }
 
@@ -866,11 +882,11 @@ mod tests {
         );
     }
 
-    /// The first chunk has no center; later chunks are centered on the mean of the
-    /// chunk before them, and a scan returns the same rows whichever pass it takes.
+    /// The first chunk has no center; the chunks after it are centered on its mean
+    /// until `CENTER_ROWS` more rows give the next.
     #[test]
     fn chunks_take_the_previous_chunks_mean_as_center() {
-        let rows = clustered(8, 3 * CHUNK_ROWS, 256, 4, 0.5, 3.0);
+        let rows = clustered(8, CENTER_ROWS + 3 * CHUNK_ROWS, 256, 4, 0.5, 3.0);
         let t = FreshTier::new(256, Metric::L2, Precision::F32, 1, 10_000);
         for (i, v) in rows.iter().enumerate() {
             t.push(i as Lsn + 1, v, false, false);
@@ -881,6 +897,17 @@ mod tests {
         let mean0 = rows[..CHUNK_ROWS].iter().map(|v| v[0]).sum::<f32>() / CHUNK_ROWS as f32;
         assert!((center[0] - mean0).abs() < 1e-4);
         assert_eq!(st.chunks[1].rows.read().signs.len(), CHUNK_ROWS * 4);
+        // Shared until the next center, then a new one.
+        let last = CENTER_ROWS / CHUNK_ROWS;
+        assert!(Arc::ptr_eq(
+            st.chunks[1].center.as_ref().unwrap(),
+            st.chunks[last].center.as_ref().unwrap()
+        ));
+        let next = st.chunks[last + 1].center.as_ref().unwrap();
+        assert!(!Arc::ptr_eq(st.chunks[1].center.as_ref().unwrap(), next));
+        let rows_after = &rows[CHUNK_ROWS..CHUNK_ROWS + CENTER_ROWS];
+        let mean1 = rows_after.iter().map(|v| v[0]).sum::<f32>() / CENTER_ROWS as f32;
+        assert!((next[0] - mean1).abs() < 1e-3);
         drop(st);
         // A cue equal to a row finds that row first (sign distance 0).
         let got = t.scan(&rows[700], 1, rows.len() as Lsn, &|_| false);

@@ -215,7 +215,7 @@ impl Shard {
                 )));
             }
             let t0 = std::time::Instant::now();
-            let c0 = tcpu();
+            let c0 = crate::priority::thread_cpu_ns();
             let index = self.index.write();
             let t1 = t0.elapsed();
             let added = match v {
@@ -236,7 +236,7 @@ impl Shard {
                 tracing::debug!(
                     lockwait_us = t1.as_micros() as u64,
                     wall_us = wall.as_micros() as u64,
-                    cpu_us = (tcpu() - c0) / 1000,
+                    cpu_us = (crate::priority::thread_cpu_ns() - c0) / 1000,
                     active = gate.active(),
                     "slow insert"
                 );
@@ -536,14 +536,4 @@ mod concurrency_tests {
             assert!(lost.is_empty(), "round {round}: unreachable nodes {lost:?}");
         }
     }
-}
-
-#[allow(unsafe_code)]
-fn tcpu() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

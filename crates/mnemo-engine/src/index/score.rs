@@ -163,41 +163,63 @@ mod avx2 {
 /// `v[j] > center[j]`. The fresh tier's first-pass code (see `fresh.rs`): 1 bit per
 /// dimension, so the whole tier's codes are read 8× faster than its 8-bit codes.
 pub(crate) fn sign_bits(v: &[f32], center: &[f32]) -> Vec<u64> {
-    let mut words = vec![0u64; v.len().div_ceil(64)];
-    for (j, (x, c)) in v.iter().zip(center).enumerate() {
-        if x > c {
-            words[j / 64] |= 1 << (j % 64);
-        }
-    }
-    words
+    v.chunks(64)
+        .zip(center.chunks(64))
+        .map(|(v, c)| {
+            v.iter()
+                .zip(c)
+                .enumerate()
+                .fold(0u64, |w, (j, (x, c))| w | (u64::from(x > c) << j))
+        })
+        .collect()
 }
 
-/// Bits that differ between two sign codes of the same length.
-fn hamming_portable(a: &[u64], b: &[u64]) -> u32 {
-    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+/// Hamming distances from `cue` to each row of `rows` (sign codes of `cue.len()`
+/// words each, back to back), appended to `out`; `histogram[d]` counts the rows at
+/// distance `d` (it has a slot for every distance up to the bits of a code).
+pub(crate) type HammingRows =
+    fn(cue: &[u64], rows: &[u64], out: &mut Vec<u16>, histogram: &mut [u32]);
+
+#[inline(always)]
+fn hamming_rows_body(cue: &[u64], rows: &[u64], out: &mut Vec<u16>, histogram: &mut [u32]) {
+    for row in rows.chunks_exact(cue.len().max(1)) {
+        let d: u32 = cue.iter().zip(row).map(|(x, y)| (x ^ y).count_ones()).sum();
+        histogram[d as usize] += 1;
+        // At most 64 bits per word, and a code has at most 64 words (4,096 dims).
+        out.push(d as u16);
+    }
+}
+
+fn hamming_rows_portable(cue: &[u64], rows: &[u64], out: &mut Vec<u16>, histogram: &mut [u32]) {
+    hamming_rows_body(cue, rows, out, histogram);
 }
 
 /// The fastest Hamming kernel this CPU runs (checked once per scan, not per row).
-pub(crate) fn hamming_kernel() -> fn(&[u64], &[u64]) -> u32 {
+pub(crate) fn hamming_kernel() -> HammingRows {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("popcnt") {
-        return popcnt::hamming;
+        return popcnt::hamming_rows;
     }
-    hamming_portable
+    hamming_rows_portable
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // the POPCNT instruction, only reached after the CPU was checked for it
 mod popcnt {
     /// Safe wrapper: [`super::hamming_kernel`] hands this out only when POPCNT is present.
-    pub(super) fn hamming(a: &[u64], b: &[u64]) -> u32 {
+    pub(super) fn hamming_rows(
+        cue: &[u64],
+        rows: &[u64],
+        out: &mut Vec<u16>,
+        histogram: &mut [u32],
+    ) {
         // SAFETY: this function is only selected after `is_x86_feature_detected!("popcnt")`.
-        unsafe { hamming_popcnt(a, b) }
+        unsafe { hamming_rows_popcnt(cue, rows, out, histogram) }
     }
 
     #[target_feature(enable = "popcnt")]
-    fn hamming_popcnt(a: &[u64], b: &[u64]) -> u32 {
-        a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+    fn hamming_rows_popcnt(cue: &[u64], rows: &[u64], out: &mut Vec<u16>, histogram: &mut [u32]) {
+        super::hamming_rows_body(cue, rows, out, histogram);
     }
 }
 
@@ -265,14 +287,23 @@ mod tests {
             .collect();
         let (ba, bb) = (sign_bits(&a, &center), sign_bits(&b, &center));
         assert_eq!(ba.len(), 3);
+        for (j, x) in a.iter().enumerate() {
+            assert_eq!(ba[j / 64] >> (j % 64) & 1 == 1, *x > 0.5, "bit {j}");
+        }
         let naive = a
             .iter()
             .zip(&b)
             .filter(|(x, y)| (**x > 0.5) != (**y > 0.5))
-            .count() as u32;
-        assert_eq!(hamming_portable(&ba, &bb), naive);
-        assert_eq!(hamming_kernel()(&ba, &bb), naive);
-        assert_eq!(hamming_kernel()(&ba, &ba), 0);
+            .count() as u16;
+        // Rows: b, a, b.
+        let rows: Vec<u64> = bb.iter().chain(&ba).chain(&bb).copied().collect();
+        for kernel in [hamming_rows_portable as HammingRows, hamming_kernel()] {
+            let (mut out, mut histogram) = (Vec::new(), vec![0u32; 193]);
+            kernel(&ba, &rows, &mut out, &mut histogram);
+            assert_eq!(out, vec![naive, 0, naive]);
+            assert_eq!(histogram[usize::from(naive)], 2);
+            assert_eq!(histogram[0], 1);
+        }
         // The padding bits of the last word stay clear.
         assert_eq!(ba[2] >> 2, 0);
     }
