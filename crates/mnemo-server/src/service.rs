@@ -140,6 +140,7 @@ impl MnemoService {
             tx,
             shutdown: self.shutdown.clone(),
             access,
+            recall_pool: self.recall_pool.clone(),
         };
         tokio::spawn(run.run(session, inbound));
         Ok(Box::pin(ReceiverStream::new(rx)))
@@ -170,6 +171,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Status::internal(format!("task failed: {e}")))?
         .map_err(status)
+}
+
+/// Runs a recall's ranking on the recall threads when the server has them (see
+/// [`crate::RecallPool`]), else on the blocking pool.
+pub(crate) async fn ranking<T: Send + 'static>(
+    pool: Option<&Arc<crate::RecallPool>>,
+    f: impl FnOnce() -> mnemo_engine::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    match pool {
+        Some(pool) => pool.run(f).await,
+        None => blocking(f).await,
+    }
 }
 
 #[tonic::async_trait]
@@ -234,10 +247,7 @@ impl Mnemo for MnemoService {
                 }
             }
         };
-        let (cursor, ready) = match &self.recall_pool {
-            Some(pool) => pool.run(rank).await?,
-            None => blocking(rank).await?,
-        };
+        let (cursor, ready) = ranking(self.recall_pool.as_ref(), rank).await?;
         let snapshot = cursor.snapshot();
         let message = move |found: Vec<mnemo_engine::Memory>, more: bool| pb::RecallResponse {
             memories: found

@@ -143,6 +143,8 @@ pub(crate) struct SessionStream<W> {
     /// The caller's rights: recalls inside the stream may name other spaces.
     pub(crate) access: crate::auth::Access,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Where recalls made in the stream are ranked (as plain Recall calls are).
+    pub(crate) recall_pool: Option<Arc<crate::RecallPool>>,
 }
 
 impl<W: Wire> SessionStream<W> {
@@ -332,9 +334,11 @@ impl<W: Wire> SessionStream<W> {
         }));
     }
 
-    /// Runs one recall query on the blocking pool; its results come back tagged.
+    /// Runs one recall query on the recall threads (or the blocking pool); its results
+    /// come back tagged.
     fn recall(&self, q: pb::RecallQuery) -> RecallFuture {
         let engine = Arc::clone(&self.engine);
+        let pool = self.recall_pool.clone();
         let mut req = q.request.unwrap_or_default();
         if req.space.is_empty() {
             req.space.clone_from(&self.space);
@@ -352,7 +356,7 @@ impl<W: Wire> SessionStream<W> {
             let with_embedding = req.include_embedding;
             let spec = convert::recall_request(&req);
             let tag = id.clone();
-            let ran = crate::service::blocking(move || {
+            let ran = crate::service::ranking(pool.as_ref(), move || {
                 let mut cursor = engine.recall(&req.space, spec)?;
                 let snapshot = cursor.snapshot();
                 let mut out = Vec::new();
