@@ -78,6 +78,55 @@ fn recall_never_sees_past_its_snapshot_while_writers_run() {
     }
 }
 
+/// An acked observation is found by the next recall with its own vector as cue,
+/// while writers fill a fresh tier of thousands of rows (so recalls scan it in two
+/// passes: sign codes, then 8-bit codes) and index workers move rows into the graph
+/// and drop finished chunks under the scan.
+#[test]
+fn acked_observations_are_found_while_the_tier_moves_into_the_graph() {
+    const DIM: usize = 384;
+    const PER_WRITER: usize = 4000;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Arc::new(open(dir.path()));
+    e.create_space("s", SpaceConfig::new(DIM as u32)).unwrap();
+    let last = Arc::new(std::sync::Mutex::new(None::<(u64, Vec<f32>)>));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let (e, last) = (e.clone(), last.clone());
+            std::thread::spawn(move || {
+                let mut r = rng(300 + t);
+                for _ in 0..PER_WRITER {
+                    let v = random_vec(&mut r, DIM);
+                    let acked = e.observe_blocking("s", obs("w", v.clone())).unwrap();
+                    *last.lock().unwrap() = Some((acked.lsn, v));
+                }
+            })
+        })
+        .collect();
+    let (mut checked, mut largest_tier) = (0, 0);
+    while writers.iter().any(|w| !w.is_finished()) || checked < 50 {
+        let Some((lsn, v)) = last.lock().unwrap().clone() else {
+            continue;
+        };
+        let fresh = e.describe_space("s").unwrap().1.fresh_count;
+        largest_tier = largest_tier.max(fresh);
+        let hits = e
+            .recall("s", RecallRequest::new(v, 10))
+            .unwrap()
+            .collect_all()
+            .unwrap();
+        assert!(
+            hits.iter().any(|h| h.lsn == lsn),
+            "acked LSN {lsn} not recalled (fresh tier {fresh} rows)"
+        );
+        checked += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    eprintln!("{checked} recalls, fresh tier up to {largest_tier} rows");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
