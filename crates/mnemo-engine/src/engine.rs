@@ -897,6 +897,10 @@ fn recover_record(
 }
 
 fn checkpointer(inner: &Inner) {
+    // Saving a graph is deferrable work, like indexing.
+    if let Err(error) = crate::lower_thread_priority(inner.config.index_nice) {
+        tracing::warn!(%error, "cannot lower the checkpoint thread's priority");
+    }
     let interval = inner.config.checkpoint_interval();
     loop {
         {

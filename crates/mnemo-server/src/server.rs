@@ -56,6 +56,8 @@ pub struct Options {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Threads that rank recalls (none: the runtime's blocking pool).
     pub recall_pool: Option<Arc<crate::RecallPool>>,
+    /// Runtime for Observe and MemoryStream sessions (none: the serving runtime).
+    pub session_runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Serves on `listener` until `shutdown` resolves. `open` recovers the engine (on
@@ -77,12 +79,14 @@ pub async fn serve(
         auth,
         tls,
         recall_pool,
+        session_runtime,
     } = options;
     if auth.enabled() {
         tracing::info!("API keys required for every Mnemo call");
     }
     let service = MnemoService::new(Arc::clone(&slot), limits, Arc::new(auth), stop_rx.clone())
-        .with_recall_pool(recall_pool);
+        .with_recall_pool(recall_pool)
+        .with_session_runtime(session_runtime);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

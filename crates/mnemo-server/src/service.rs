@@ -44,6 +44,8 @@ pub struct MnemoService {
     shutdown: watch::Receiver<bool>,
     /// Where recalls rank (none: the blocking pool).
     recall_pool: Option<Arc<crate::RecallPool>>,
+    /// Where Observe and MemoryStream sessions run (none: the serving runtime).
+    sessions: Option<tokio::runtime::Handle>,
 }
 
 impl MnemoService {
@@ -61,7 +63,17 @@ impl MnemoService {
             auth,
             shutdown,
             recall_pool: None,
+            sessions: None,
         }
+    }
+
+    /// Runs Observe and MemoryStream sessions on `runtime` instead of the serving
+    /// one: a niced runtime there keeps the serving runtime (connections, recalls'
+    /// requests and replies) free for recalls on a machine busy ingesting.
+    #[must_use]
+    pub fn with_session_runtime(mut self, runtime: Option<tokio::runtime::Handle>) -> Self {
+        self.sessions = runtime;
+        self
     }
 
     /// Ranks recalls on `pool` instead of the runtime's blocking pool.
@@ -142,7 +154,11 @@ impl MnemoService {
             access,
             recall_pool: self.recall_pool.clone(),
         };
-        tokio::spawn(run.run(session, inbound));
+        let session = run.run(session, inbound);
+        match &self.sessions {
+            Some(runtime) => drop(runtime.spawn(session)),
+            None => drop(tokio::spawn(session)),
+        }
         Ok(Box::pin(ReceiverStream::new(rx)))
     }
 

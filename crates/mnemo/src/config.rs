@@ -20,11 +20,11 @@ pub(crate) struct ServeConfig {
     pub(crate) metrics: String,
     /// Largest request message, bytes. Default 4 MiB.
     pub(crate) max_message_bytes: usize,
-    /// Niceness (0..=19, Linux) of the threads that carry requests and ingestion:
-    /// the async runtime, and the log writer it starts. Recalls rank on threads of
-    /// their own at normal priority, so on a machine busy ingesting they win the
-    /// cores. Default 5 (index workers: `engine.index_nice`, default 10).
-    pub(crate) runtime_nice: i32,
+    /// Niceness (0..=19, Linux) of the threads that run Observe and MemoryStream
+    /// sessions (ingestion). Connections, requests and recalls run at normal
+    /// priority, so on a machine busy ingesting they win the cores. Default 5 (the
+    /// log writer: `engine.log.writer_nice`, 5; index workers: `engine.index_nice`, 10).
+    pub(crate) session_nice: i32,
     /// The engine (data directory, log, index, ingestion).
     pub(crate) engine: EngineConfig,
     /// API keys with per-space rights (none: every call allowed).
@@ -58,7 +58,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             metrics: "127.0.0.1:7401".into(),
             max_message_bytes: 4 << 20,
-            runtime_nice: 5,
+            session_nice: 5,
             engine: EngineConfig::default(),
             auth: Default::default(),
             tls: Default::default(),
@@ -108,9 +108,9 @@ impl ServeFlags {
         }
         cfg.engine.validate()?;
         anyhow::ensure!(
-            (0..=19).contains(&cfg.runtime_nice),
-            "configuration: runtime_nice must be in 0..=19, got {}",
-            cfg.runtime_nice
+            (0..=19).contains(&cfg.session_nice),
+            "configuration: session_nice must be in 0..=19, got {}",
+            cfg.session_nice
         );
         cfg.security()?;
         Ok(cfg)
@@ -168,10 +168,14 @@ mod tests {
             jail.set_env("MNEMO_ENGINE__INDEX_THREADS", "0");
             assert!(ServeFlags::default().resolve().is_err());
             jail.set_env("MNEMO_ENGINE__INDEX_THREADS", "2");
-            assert_eq!(ServeFlags::default().resolve().unwrap().runtime_nice, 5);
-            jail.set_env("MNEMO_RUNTIME_NICE", "20");
+            assert_eq!(ServeFlags::default().resolve().unwrap().session_nice, 5);
+            jail.set_env("MNEMO_SESSION_NICE", "20");
             let err = ServeFlags::default().resolve().unwrap_err();
-            assert!(err.to_string().contains("runtime_nice"), "{err}");
+            assert!(err.to_string().contains("session_nice"), "{err}");
+            jail.set_env("MNEMO_SESSION_NICE", "5");
+            jail.set_env("MNEMO_ENGINE__LOG__WRITER_NICE", "-1");
+            let err = ServeFlags::default().resolve().unwrap_err();
+            assert!(err.to_string().contains("writer_nice"), "{err}");
             Ok(())
         });
     }

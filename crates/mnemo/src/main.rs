@@ -68,34 +68,35 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // `serve` reads its configuration before the runtime starts: the recall threads
-    // are started first, at normal priority, then the runtime's threads are niced.
+    // `serve` reads its configuration before the runtimes start. Recalls rank on
+    // threads of their own; sessions (ingestion) run on a runtime of their own whose
+    // threads are niced; connections and requests stay at normal priority.
     let mut serving = None;
-    let mut runtime_nice = 0;
     if let Command::Serve(flags) = &cli.command {
         let started = flags.resolve().and_then(|cfg| {
             let cores = std::thread::available_parallelism().map_or(2, usize::from);
             let pool = mnemo_server::RecallPool::start(cores.max(2))
                 .map_err(|e| anyhow::anyhow!("starting the recall threads: {e}"))?;
-            Ok((cfg, pool))
+            let sessions = session_runtime(cfg.session_nice)
+                .map_err(|e| anyhow::anyhow!("starting the session runtime: {e}"))?;
+            Ok((cfg, pool, sessions))
         });
         match started {
-            Ok((cfg, pool)) => {
-                runtime_nice = cfg.runtime_nice;
-                serving = Some((cfg, pool));
-            }
+            Ok(started) => serving = Some(started),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 return std::process::ExitCode::FAILURE;
             }
         }
     }
+    let (serving_cfg, session_handle, session_runtime) = match serving {
+        Some((cfg, pool, sessions)) => {
+            let handle = sessions.handle().clone();
+            (Some((cfg, pool)), Some(handle), Some(sessions))
+        }
+        None => (None, None, None),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .on_thread_start(move || {
-            if let Err(error) = mnemo_engine::lower_thread_priority(runtime_nice) {
-                tracing::warn!(runtime_nice, %error, "cannot lower the runtime's priority");
-            }
-        })
         .enable_all()
         .build()
     {
@@ -107,9 +108,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) => match serving {
-                Some((cfg, pool)) => serve::run(cfg, pool).await,
-                None => Err(anyhow::anyhow!("serve: configuration not read")),
+            Command::Serve(_) => match (serving_cfg, session_handle) {
+                (Some((cfg, pool)), Some(sessions)) => serve::run(cfg, pool, sessions).await,
+                _ => Err(anyhow::anyhow!("serve: configuration not read")),
             },
             Command::Config(flags) => {
                 print!("{}", toml::to_string_pretty(&flags.resolve_redacted()?)?);
@@ -127,6 +128,11 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(*args).await,
         }
     });
+    drop(runtime);
+    if let Some(sessions) = session_runtime {
+        // Sessions have ended with the server; do not wait on a stuck one.
+        sessions.shutdown_timeout(std::time::Duration::from_secs(5));
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -134,4 +140,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime that runs `serve`'s Observe and MemoryStream sessions, its threads
+/// (and the blocking threads it starts) niced to `nice`.
+fn session_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("mnemo-session")
+        .on_thread_start(move || {
+            if let Err(error) = mnemo_engine::lower_thread_priority(nice) {
+                tracing::warn!(nice, %error, "cannot lower the session threads' priority");
+            }
+        })
+        .enable_all()
+        .build()
 }

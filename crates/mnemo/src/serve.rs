@@ -29,10 +29,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// Serves with `cfg`; recalls rank on `recall_pool` (see `mnemo_server::RecallPool`).
+/// Serves with `cfg`; recalls rank on `recall_pool` (see `mnemo_server::RecallPool`),
+/// sessions run on `sessions`.
 pub(crate) async fn run(
     cfg: ServeConfig,
     recall_pool: std::sync::Arc<mnemo_server::RecallPool>,
+    sessions: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     if !cfg.metrics.is_empty() {
         let addr: std::net::SocketAddr = cfg
@@ -59,6 +61,7 @@ pub(crate) async fn run(
         auth,
         tls,
         recall_pool: Some(recall_pool),
+        session_runtime: Some(sessions),
     };
     if !options.auth.enabled() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(

@@ -23,15 +23,28 @@ pub fn config(dir: &Path) -> EngineConfig {
     c
 }
 
+/// The session runtime of every test server (never dropped: a runtime cannot be
+/// dropped inside the tests' own).
+static SESSIONS: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-session")
+        .enable_all()
+        .build()
+        .expect("a session runtime")
+});
+
 impl TestServer {
     pub async fn start(dir: &Path) -> TestServer {
         Self::start_with(config(dir)).await
     }
 
-    /// Recalls rank on a recall pool, as under `mnemo serve`.
+    /// Recalls rank on a recall pool and sessions run on a runtime of their own, as
+    /// under `mnemo serve`.
     pub async fn start_with(cfg: EngineConfig) -> TestServer {
         let options = mnemo_server::Options {
             recall_pool: Some(mnemo_server::RecallPool::start(2).unwrap()),
+            session_runtime: Some(SESSIONS.handle().clone()),
             ..Default::default()
         };
         Self::start_with_options(cfg, options).await
