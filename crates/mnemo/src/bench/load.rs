@@ -374,7 +374,8 @@ pub(crate) struct ProbeOutcome {
     /// Send of the observation → end of the first recall that returned it (the
     /// ack's own latency included).
     pub(crate) observe_to_visible: Histogram<u64>,
-    /// The same, for probes sent while the server was below Warning.
+    /// The same, for probes during which the server stayed below Warning as far as
+    /// the client saw: Normal when sent and when found, and never refused.
     pub(crate) visibility_below_warning: Histogram<u64>,
     pub(crate) not_found: u64,
     /// (probe id, LSN) of every probe acked.
@@ -415,7 +416,9 @@ pub(crate) async fn probes(
         tokio::time::sleep(gap).await;
         let id = work.probe_id(p);
         let v = work.probe_vector(seed, p);
-        let below_warning = live.state.load(Ordering::Relaxed) == pb::PressureState::Normal as u8;
+        // "Below Warning": Normal when sent and when found, and never refused.
+        let normal = || live.state.load(Ordering::Relaxed) == pb::PressureState::Normal as u8;
+        let mut below_warning = normal();
         // Re-sent after a refusal; the clock starts at the send that is accepted.
         let (sent, acked_at, lsn) = loop {
             let sent = Instant::now();
@@ -451,6 +454,7 @@ pub(crate) async fn probes(
                     if ack.code == pb::RejectCode::Overloaded as i32
                         || ack.code == pb::RejectCode::WindowExceeded as i32 =>
                 {
+                    below_warning = false;
                     tokio::time::sleep(Duration::from_millis(ack.retry_after_ms.max(10))).await;
                 }
                 _ => anyhow::bail!("probe {p} refused: {} {}", ack.code, ack.reason),
@@ -472,7 +476,7 @@ pub(crate) async fn probes(
                 record(&mut out.observe_to_visible, sent.elapsed());
                 let seen = acked_at.elapsed();
                 record(&mut out.visibility, seen);
-                if below_warning {
+                if below_warning && normal() {
                     record(&mut out.visibility_below_warning, seen);
                 }
                 break;

@@ -23,7 +23,8 @@ pub(crate) struct Report {
     /// Probe sent → first recall that returns it (ack latency included).
     pub(crate) observe_to_visible_p50_ms: Option<f64>,
     pub(crate) observe_to_visible_p99_ms: Option<f64>,
-    /// The same, over the probes sent while the server was below Warning.
+    /// The same, over the probes during which the server stayed below Warning (as far
+    /// as the client saw: Normal when sent and when found, never refused).
     pub(crate) visibility_p99_ms_below_warning: Option<f64>,
     pub(crate) recall_p50_ms: Option<f64>,
     pub(crate) recall_p99_ms: Option<f64>,
