@@ -225,6 +225,7 @@ impl RecallCursor {
             ask = (ask * 4).min(available.max(1));
         };
         let graph_done = started.elapsed();
+        let sched2 = traced.then(crate::thread_sched_ns).flatten();
 
         // Only the best `want + margin` by approximate score are re-scored exactly.
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -242,11 +243,13 @@ impl RecallCursor {
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(want);
-        let sched2 = traced.then(crate::thread_sched_ns).flatten();
         // CPU and run-queue wait of this thread, per phase (µs): a slow phase with
         // little CPU waited for a lock or a core.
         let delta = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
-            (Some(a), Some(b)) => ((b.0 - a.0) / 1000, (b.1 - a.1) / 1000),
+            (Some(a), Some(b)) => (
+                b.0.saturating_sub(a.0) / 1000,
+                b.1.saturating_sub(a.1) / 1000,
+            ),
             _ => (0, 0),
         };
         let (fresh_cpu, fresh_wait) = delta(sched0, sched1);
