@@ -89,12 +89,12 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    let (serving_cfg, session_handle, session_runtime) = match serving {
+    // The session runtime lives out here: a runtime cannot be dropped inside another.
+    let (serving, session_runtime) = match serving {
         Some((cfg, pool, sessions)) => {
-            let handle = sessions.handle().clone();
-            (Some((cfg, pool)), Some(handle), Some(sessions))
+            (Some((cfg, pool, sessions.handle().clone())), Some(sessions))
         }
-        None => (None, None, None),
+        None => (None, None),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -108,9 +108,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) => match (serving_cfg, session_handle) {
-                (Some((cfg, pool)), Some(sessions)) => serve::run(cfg, pool, sessions).await,
-                _ => Err(anyhow::anyhow!("serve: configuration not read")),
+            Command::Serve(_) => match serving {
+                Some((cfg, pool, sessions)) => serve::run(cfg, pool, sessions).await,
+                None => Err(anyhow::anyhow!("serve: configuration not read")),
             },
             Command::Config(flags) => {
                 print!("{}", toml::to_string_pretty(&flags.resolve_redacted()?)?);
