@@ -13,8 +13,8 @@
 //! (below) is scanned by one thread per core, each over a share of the chunks.
 //!
 //! From [`BINARY_MIN_DIM`] dimensions, each row also has a sign code (1 bit per
-//! dimension, relative to a center: the mean of the previous chunk's rows, so that
-//! data far from the origin still splits). A scan of a large tier then reads the
+//! dimension, relative to a center: the mean of rows pushed before it, renewed every
+//! `CENTER_ROWS` rows, so that data far from the origin still splits). A scan of a large tier then reads the
 //! sign codes first (an eighth of the 8-bit codes), keeps the rows nearest by Hamming
 //! distance (a shortlist many times longer than asked for), and scores only those
 //! with the 8-bit codes. Rows of a chunk without a center (the first chunk after the
@@ -42,8 +42,8 @@ pub(crate) const CHUNK_ROWS: usize = 256;
 pub(crate) const BINARY_MIN_DIM: usize = 256;
 
 /// Rows a two-pass scan scores with 8-bit codes: per result asked for, at least, and
-/// at least this share of the rows scanned. Clustered data keeps its exact top 10
-/// with a tenth of this; the share is for data with no structure (tests below).
+/// at least this share of the rows scanned. Clustered data kept its exact top 10 with
+/// half the minimum; the share is for data with no structure (tests below).
 const SHORTLIST_PER_RESULT: usize = 24;
 const SHORTLIST_MIN: usize = 2048;
 const SHORTLIST_SHARE: usize = 32;
@@ -66,7 +66,7 @@ fn sign_words(dim: usize, metric: Metric) -> usize {
 /// (at most: inner-product spaces keep no sign codes).
 pub(crate) fn row_bytes(dim: usize, precision: Precision) -> usize {
     let sign = sign_words(dim, Metric::Cosine) * size_of::<u64>();
-    // A chunk's center, shared by its rows.
+    // A center per chunk (an upper bound: chunks between two renewals share one).
     let center = if sign > 0 {
         (dim * size_of::<f32>()).div_ceil(CHUNK_ROWS)
     } else {
