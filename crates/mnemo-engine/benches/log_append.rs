@@ -6,8 +6,9 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mnemo_engine::LogConfig;
 use mnemo_engine::SpaceNo;
-use mnemo_engine::log::{CommitSink, Committed, FileLog, Log, LogConfig};
+use mnemo_engine::internals::{CommitSink, Committed, FileLog, Log};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mnemo_engine::log::Durability;
+use mnemo_engine::Durability;
 use mnemo_engine::{Engine, EngineConfig, Observation, RecallRequest, SpaceConfig};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::{Duration, Instant};

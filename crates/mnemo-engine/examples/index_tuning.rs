@@ -7,7 +7,7 @@
 //! e.g. `16,128,160,f16`. Prints one markdown table row per configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mnemo_engine::log::Durability;
+use mnemo_engine::Durability;
 use mnemo_engine::{
     Engine, EngineConfig, IndexParams, Metric, Observation, Precision, RecallRequest, SpaceConfig,
 };

@@ -30,11 +30,11 @@ mod engine;
 mod error;
 mod index;
 mod ingest;
-pub mod log;
-mod priority;
+mod log;
 mod recall;
 mod record;
 mod space;
+mod thread_sched;
 mod types;
 pub mod vecs;
 
@@ -44,18 +44,22 @@ pub use error::{Error, Result};
 pub use ingest::{
     IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
 };
-pub use priority::{lower_thread_priority, thread_sched_ns};
+pub use log::{Durability, LogConfig, LogStats};
 pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
-pub use record::{DecodeError, ObservationRecord};
+pub use thread_sched::{lower_thread_priority, thread_sched_ns};
 pub use types::{
     IndexParams, Lane, Lsn, MAX_CONTENT_BYTES, MAX_DIM, MAX_SESSION_ID_BYTES, MAX_SPACE_NAME_BYTES,
     MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES, Memory, Metric, Observation, Precision,
     SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, now_us, validate_space_name,
 };
 
-/// Engine internals exposed for benchmarks and fuzz targets only: not a stable API.
+/// Engine internals for benchmarks, fuzz targets and the log's own tests: the log
+/// trait and its file implementation, frames, record encoding, the index queue.
+/// Not a stable API.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::ingest::queue::{Item, SpaceQueue};
     pub use crate::log::frame::{Frame, FrameError, decode_frame, encode_frame};
+    pub use crate::log::{AppendTicket, CommitSink, Committed, FileLog, Log};
+    pub use crate::record::{DecodeError, ObservationRecord};
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::index::score;
 use crate::log::Log;
-use crate::record::ObservationRecord;
 use crate::space::Space;
 use crate::types::{Lsn, Memory};
 
@@ -168,7 +167,7 @@ impl RecallCursor {
         let take = n.min(self.remaining).min(ranked.len());
         let mut batch = Vec::with_capacity(take);
         for (lsn, score) in ranked.drain(..take) {
-            let mut m = read_memory(&self.space, self.log.as_ref(), lsn)?;
+            let mut m = self.space.read_memory(self.log.as_ref(), lsn)?;
             m.score = score;
             batch.push(m);
         }
@@ -233,7 +232,7 @@ impl RecallCursor {
 
         let mut scored = Vec::with_capacity(candidates.len());
         for (lsn, _) in candidates {
-            let m = read_memory(&self.space, self.log.as_ref(), lsn)?;
+            let m = self.space.read_memory(self.log.as_ref(), lsn)?;
             let exact = score::score(
                 metric,
                 &self.prepared,
@@ -281,27 +280,4 @@ impl RecallCursor {
         }
         Ok(out)
     }
-}
-
-/// Reads the record `lsn` of `space` back from the log.
-pub(crate) fn read_memory(space: &Space, log: &dyn Log, lsn: Lsn) -> Result<Memory> {
-    let body = log.read(space.info.no, lsn)?;
-    let rec = ObservationRecord::decode(&body).map_err(|e| Error::Corruption {
-        path: "log".into(),
-        offset: 0,
-        detail: format!("space {} LSN {lsn}: {e}", space.info.name),
-    })?;
-    Ok(Memory {
-        id: rec.id,
-        lsn,
-        score: 0.0,
-        confidence: rec.confidence,
-        content: rec.content,
-        tags: rec.tags,
-        occurred_at_us: rec.occurred_at_us,
-        recorded_at_us: rec.recorded_at_us,
-        session_id: rec.session_id,
-        session_seq: rec.session_seq,
-        embedding: rec.embedding,
-    })
 }

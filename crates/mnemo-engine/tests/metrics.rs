@@ -15,7 +15,7 @@ fn ingest_emits_counters_gauges_and_latency_histograms() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EngineConfig::new(dir.path());
-    cfg.log.durability = mnemo_engine::log::Durability::Buffered;
+    cfg.log.durability = mnemo_engine::Durability::Buffered;
     let e = Engine::open(cfg).unwrap();
     e.create_space("m", SpaceConfig::new(4)).unwrap();
     let s = e.open_session("m", None).unwrap();

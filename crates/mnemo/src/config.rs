@@ -156,7 +156,7 @@ mod tests {
             assert_eq!(cfg.metrics, "", "file beats default");
             assert_eq!(
                 cfg.engine.log.durability,
-                mnemo_engine::log::Durability::Buffered
+                mnemo_engine::Durability::Buffered
             );
             Ok(())
         });

@@ -26,7 +26,6 @@ use super::{Inner, ObserveTicket, Observed};
 use crate::error::{Error, Result};
 use crate::ingest::stats::{Counters, names};
 use crate::log::Log;
-use crate::recall::read_memory;
 use crate::record::ObservationRecord;
 use crate::space::Space;
 use crate::types::{Lane, Lsn, MAX_SESSION_ID_BYTES, Observation, SpaceNo};
@@ -399,7 +398,7 @@ impl std::fmt::Debug for SessionTicket {
 fn duplicate_ack(seq: u64, state: &SessionState, engine: &Inner) -> Result<Option<Ack>> {
     let space = &state.space;
     if let Some(lsn) = space.session_lsn(&state.id, seq) {
-        let memory = read_memory(space, engine.log.as_ref(), lsn)?;
+        let memory = space.read_memory(engine.log.as_ref(), lsn)?;
         return Ok(Some(Ack {
             seq,
             lsn,

@@ -14,7 +14,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Inner, Registry};
+use super::Inner;
+use super::registry::Registry;
 use crate::error::Result;
 use crate::index::hnsw::VectorRef;
 use crate::ingest::queue::Item;

@@ -215,7 +215,7 @@ impl Shard {
                 )));
             }
             let t0 = std::time::Instant::now();
-            let c0 = crate::priority::thread_cpu_ns();
+            let c0 = crate::thread_sched::thread_cpu_ns();
             let index = self.index.write();
             let t1 = t0.elapsed();
             let added = match v {
@@ -236,7 +236,7 @@ impl Shard {
                 tracing::debug!(
                     lockwait_us = t1.as_micros() as u64,
                     wall_us = wall.as_micros() as u64,
-                    cpu_us = (crate::priority::thread_cpu_ns() - c0) / 1000,
+                    cpu_us = (crate::thread_sched::thread_cpu_ns() - c0) / 1000,
                     active = gate.active(),
                     "slow insert"
                 );

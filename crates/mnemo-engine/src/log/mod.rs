@@ -9,10 +9,16 @@
 //! record is handed to the [`CommitSink`] (and so becomes visible) only after it is
 //! durable, and its append completes only after the sink has seen it.
 
+mod config;
 mod file;
 pub(crate) mod frame;
+mod free_space;
+mod recovery;
+mod segment;
+mod writer;
 
-pub use file::{FileLog, LogConfig};
+pub use config::LogConfig;
+pub use file::FileLog;
 
 use serde::{Deserialize, Serialize};
 use std::future::{Future, IntoFuture};

@@ -20,8 +20,9 @@ use crate::index::fresh::FreshTier;
 use crate::index::gate::RecallGate;
 use crate::index::hnsw::Hnsw;
 use crate::ingest::queue::SpaceQueue;
+use crate::log::Log;
 use crate::record::ObservationRecord;
-use crate::types::{Lsn, SpaceInfo, SpaceStats};
+use crate::types::{Lsn, Memory, SpaceInfo, SpaceStats};
 
 /// A waitable LSN that only grows.
 pub(crate) struct Watermark {
@@ -219,11 +220,43 @@ impl Space {
         }
     }
 
+    /// Reads the record `lsn` of this space back from the log: the log is the record
+    /// store (recall, sessions, get and export all read memories through here).
+    pub(crate) fn read_memory(&self, log: &dyn Log, lsn: Lsn) -> Result<Memory> {
+        let body = log.read(self.info.no, lsn)?;
+        let rec = ObservationRecord::decode(&body).map_err(|e| Error::Corruption {
+            path: "log".into(),
+            offset: 0,
+            detail: format!("space {} LSN {lsn}: {e}", self.info.name),
+        })?;
+        Ok(Memory {
+            id: rec.id,
+            lsn,
+            score: 0.0,
+            confidence: rec.confidence,
+            content: rec.content,
+            tags: rec.tags,
+            occurred_at_us: rec.occurred_at_us,
+            recorded_at_us: rec.recorded_at_us,
+            session_id: rec.session_id,
+            session_seq: rec.session_seq,
+            embedding: rec.embedding,
+        })
+    }
+
     pub(crate) fn check_live(&self) -> Result<()> {
         if self.dropped.load(Ordering::Acquire) {
             Err(Error::SpaceNotFound(self.info.name.clone()))
         } else {
             Ok(())
         }
+    }
+}
+
+impl std::fmt::Debug for Space {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Space")
+            .field("name", &self.info.name)
+            .finish_non_exhaustive()
     }
 }

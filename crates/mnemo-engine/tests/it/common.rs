@@ -10,7 +10,7 @@ pub fn open(dir: &Path) -> Engine {
 pub fn config(dir: &Path) -> EngineConfig {
     let mut c = EngineConfig::new(dir);
     c.index_threads = 2;
-    c.log.durability = mnemo_engine::log::Durability::Buffered;
+    c.log.durability = mnemo_engine::Durability::Buffered;
     c
 }
 

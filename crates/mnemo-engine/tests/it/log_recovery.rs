@@ -1,5 +1,6 @@
 //! The log on its own: torn tails, bit flips, dense LSNs under concurrency.
-use mnemo_engine::log::{CommitSink, Committed, Durability, FileLog, Log, LogConfig};
+use mnemo_engine::internals::{CommitSink, Committed, FileLog, Log};
+use mnemo_engine::{Durability, LogConfig};
 use mnemo_engine::{Error, SpaceNo};
 use std::collections::HashSet;
 use std::path::Path;

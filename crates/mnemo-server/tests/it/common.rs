@@ -19,7 +19,7 @@ pub struct TestServer {
 pub fn config(dir: &Path) -> EngineConfig {
     let mut c = EngineConfig::new(dir);
     c.index_threads = 2;
-    c.log.durability = mnemo_engine::log::Durability::Buffered;
+    c.log.durability = mnemo_engine::Durability::Buffered;
     c
 }
 

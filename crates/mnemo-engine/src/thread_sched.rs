@@ -1,4 +1,5 @@
-//! Thread scheduling priority.
+//! Thread scheduling: niceness (only ever lowered) and CPU clocks, for placing
+//! deferrable work below recalls and for tracing where a slow request's time went.
 
 /// Sets the calling thread's niceness to `nice` (0..=19; 0 leaves it as it is). On
 /// Linux niceness is per thread, and threads it creates afterwards inherit it.

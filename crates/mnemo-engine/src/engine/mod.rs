@@ -1,0 +1,279 @@
+//! [`Engine`]: opens a data directory, recovers it, and serves spaces, observations
+//! and recalls. It owns the log, the space registry, the index workers and the
+//! checkpointer.
+//!
+//! Files: `registry.rs` (live spaces; the log's commit sink), `admission.rs`
+//! (admission control and the observe ticket), `open.rs` (open and recovery),
+//! `spaces.rs` (create / drop), `lifecycle.rs` (background threads, checkpointer,
+//! shutdown), `session.rs`, `workers.rs` (index workers), `monitor.rs` (pressure).
+//!
+//! Data directory layout: `LOCK`, `catalog.json`, `log/*.seg`, `spaces/<no>/`.
+
+mod admission;
+mod lifecycle;
+mod monitor;
+mod open;
+mod registry;
+mod session;
+mod spaces;
+mod workers;
+
+pub use admission::{ObserveTicket, Observed};
+pub use session::{Ack, AckKind, Session, SessionTicket};
+
+use parking_lot::{Condvar, Mutex};
+use std::fs::File;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::ingest::pressure::PressureReport;
+use crate::ingest::stats::IngestStats;
+use crate::log::{FileLog, Log, LogStats};
+use crate::recall::{RecallCursor, RecallRequest};
+use crate::record::ObservationRecord;
+use crate::space::catalog::Catalog;
+use crate::types::{Lane, Lsn, Memory, Observation};
+use registry::Registry;
+
+struct Inner {
+    config: EngineConfig,
+    log: Arc<FileLog>,
+    registry: Arc<Registry>,
+    /// Serialises create/drop (and guards the catalog file).
+    catalog: Mutex<Catalog>,
+    sessions: session::SessionTable,
+    /// The latest pressure sample; subscribers are woken on every state change.
+    pressure: tokio::sync::watch::Sender<PressureReport>,
+    /// Set at close: no new observations are admitted while the queue drains.
+    closing: AtomicBool,
+    /// Set once the queue drained (or the drain timed out): background threads stop.
+    stopping: AtomicBool,
+    /// Wakes the checkpointer at shutdown.
+    stop_lock: Mutex<()>,
+    stop_cv: Condvar,
+    _lock: File,
+}
+
+/// The Mnemo engine. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Validates and submits an observation (normal lane). The ticket resolves once
+    /// it is durable and visible to recall. Invalid input is refused here and nothing
+    /// is written; under overload it is refused with [`Error::Overloaded`] carrying
+    /// `retry_after`.
+    pub fn observe(&self, space: &str, obs: Observation) -> Result<ObserveTicket> {
+        self.observe_in_lane(space, obs, Lane::Normal)
+    }
+
+    /// Like [`Engine::observe`], with an indexing lane.
+    pub fn observe_in_lane(
+        &self,
+        space: &str,
+        obs: Observation,
+        lane: Lane,
+    ) -> Result<ObserveTicket> {
+        let space = self.inner.registry.by_name(space)?;
+        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        self.inner.submit(space, &rec, lane)
+    }
+
+    /// Like [`Engine::observe`], but while the engine is overloaded it sleeps for the
+    /// advised `retry_after` and tries again, for up to `max_wait` in all (blocking).
+    pub fn observe_waiting(
+        &self,
+        space: &str,
+        obs: Observation,
+        max_wait: Duration,
+    ) -> Result<ObserveTicket> {
+        let deadline = Instant::now() + max_wait;
+        let space = self.inner.registry.by_name(space)?;
+        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        loop {
+            match self.inner.submit(Arc::clone(&space), &rec, Lane::Normal) {
+                Err(Error::Overloaded { retry_after, .. })
+                    if Instant::now() + retry_after <= deadline =>
+                {
+                    std::thread::sleep(retry_after);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Opens a session on `space`: with `session_id`, resumes it if it is open here
+    /// or has records in the log (continuing from its high-water mark), else starts
+    /// it at sequence 1; without, makes a new id. Opening an open session supersedes
+    /// the previous handle (a client reconnecting).
+    pub fn open_session(&self, space: &str, session_id: Option<&str>) -> Result<Session> {
+        self.inner
+            .open_session(space, session_id, session::OpenMode::OpenOrResume)
+    }
+
+    /// Resumes a session that exists (open here, or with records in the log);
+    /// [`Error::SessionNotFound`] otherwise.
+    pub fn resume_session(&self, space: &str, session_id: &str) -> Result<Session> {
+        self.inner
+            .open_session(space, Some(session_id), session::OpenMode::ResumeOnly)
+    }
+
+    /// The latest pressure sample.
+    pub fn pressure(&self) -> PressureReport {
+        self.inner.pressure.borrow().clone()
+    }
+
+    /// A receiver woken on every pressure state change (its value is always the
+    /// latest sample).
+    pub fn subscribe_pressure(&self) -> tokio::sync::watch::Receiver<PressureReport> {
+        self.inner.pressure.subscribe()
+    }
+
+    /// Counters of the ingestion pipeline.
+    pub fn ingest_stats(&self) -> IngestStats {
+        self.inner
+            .registry
+            .counters
+            .snapshot(self.inner.sessions.len(), self.pressure())
+    }
+
+    /// Observes and waits until durable (blocking).
+    pub fn observe_blocking(&self, space: &str, obs: Observation) -> Result<Observed> {
+        self.observe(space, obs)?.wait()
+    }
+
+    /// The space's commit watermark: every LSN up to it is durable and visible.
+    pub fn snapshot(&self, space: &str) -> Result<Lsn> {
+        Ok(self.inner.registry.by_name(space)?.committed.get())
+    }
+
+    /// Opens a snapshot-isolated recall cursor. May block for
+    /// [`crate::SnapshotSpec::AtLeast`], up to `max_wait`.
+    pub fn recall(&self, space: &str, req: RecallRequest) -> Result<RecallCursor> {
+        let space = self.inner.registry.by_name(space)?;
+        let log: Arc<dyn Log> = Arc::clone(&self.inner.log) as Arc<dyn Log>;
+        RecallCursor::open(space, log, req)
+    }
+
+    /// Reads one committed record by LSN (score 0).
+    pub fn get(&self, space: &str, lsn: Lsn) -> Result<Memory> {
+        let space = self.inner.registry.by_name(space)?;
+        if lsn == 0 || lsn > space.committed.get() {
+            return Err(Error::invalid(format!(
+                "LSN {lsn} is not committed in space '{}'",
+                space.info.name
+            )));
+        }
+        space.read_memory(self.inner.log.as_ref(), lsn)
+    }
+
+    /// Reads the committed records with LSN in `(after, upto]`, in LSN order, at most
+    /// `max` of them. `upto` must be committed (take it from [`Engine::snapshot`]):
+    /// a space's LSNs are dense, so repeated calls walk a whole snapshot.
+    pub fn export(&self, space: &str, after: Lsn, upto: Lsn, max: usize) -> Result<Vec<Memory>> {
+        let space = self.inner.registry.by_name(space)?;
+        let committed = space.committed.get();
+        if upto > committed {
+            return Err(Error::invalid(format!(
+                "snapshot LSN {upto} is not committed in space '{}' (committed: {committed})",
+                space.info.name
+            )));
+        }
+        let end = upto.min(after.saturating_add(max as u64));
+        ((after + 1)..=end)
+            .map(|lsn| space.read_memory(self.inner.log.as_ref(), lsn))
+            .collect()
+    }
+
+    /// Last sequence number and its LSN that `session` committed in `space`.
+    pub fn session_high_water(&self, space: &str, session: &str) -> Result<Option<(u64, Lsn)>> {
+        Ok(self
+            .inner
+            .registry
+            .by_name(space)?
+            .session_high_water(session))
+    }
+
+    /// The LSN of `seq` of `session`, if committed.
+    pub fn session_lsn(&self, space: &str, session: &str, seq: u64) -> Result<Option<Lsn>> {
+        Ok(self
+            .inner
+            .registry
+            .by_name(space)?
+            .session_lsn(session, seq))
+    }
+
+    /// Waits until everything up to `lsn` is in the HNSW graph.
+    pub fn wait_indexed(&self, space: &str, lsn: Lsn, timeout: Duration) -> Result<()> {
+        let space = self.inner.registry.by_name(space)?;
+        space
+            .indexed
+            .wait_for(lsn, timeout)
+            .map(|_| ())
+            .map_err(|seen| Error::Timeout {
+                wanted: lsn,
+                committed: seen,
+                waited: timeout,
+            })
+    }
+
+    /// Resolves once everything up to `lsn` is in the HNSW graph (async; no timeout:
+    /// wrap it in one). Fails if the space is dropped meanwhile.
+    pub fn indexed(
+        &self,
+        space: &str,
+        lsn: Lsn,
+    ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+        let space = self.inner.registry.by_name(space)?;
+        Ok(async move {
+            loop {
+                let changed = space.indexed.changed();
+                if space.indexed.get() >= lsn {
+                    return Ok(());
+                }
+                space.check_live()?;
+                changed.await;
+            }
+        })
+    }
+
+    /// Checkpoints one space now; returns the LSN the checkpoint covers.
+    pub fn checkpoint(&self, space: &str) -> Result<Lsn> {
+        self.inner.registry.by_name(space)?.checkpoint()
+    }
+
+    /// Log counters.
+    pub fn log_stats(&self) -> LogStats {
+        self.inner.log.stats()
+    }
+
+    /// Approximate bytes held by the HNSW graphs of all spaces.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.inner
+            .registry
+            .list()
+            .iter()
+            .map(|s| s.hnsw.memory_bytes())
+            .sum()
+    }
+}

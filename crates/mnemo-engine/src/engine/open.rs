@@ -1,0 +1,209 @@
+//! Opening a data directory: the lock, the catalog, each space's checkpoint, then
+//! one scan of the log that rebuilds positions, session marks and the fresh tier.
+
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use super::registry::Registry;
+use super::{Engine, Inner, session, workers};
+use crate::config::EngineConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::index::hnsw::Hnsw;
+use crate::ingest::pressure::PressureReport;
+use crate::ingest::queue::Item;
+use crate::log::{CommitSink, Committed, FileLog, Log};
+use crate::record::ObservationRecord;
+use crate::space::catalog::Catalog;
+use crate::space::{Space, checkpoint};
+use crate::types::{Lane, SpaceNo};
+
+pub(super) fn space_dir(data_dir: &Path, no: SpaceNo) -> PathBuf {
+    data_dir.join("spaces").join(no.0.to_string())
+}
+
+impl Engine {
+    /// Opens the engine on `config.data_dir`, creating it if needed, and recovers:
+    /// loads each space's checkpoint (or rebuilds its index from the log), replays
+    /// the log tail into the fresh tier, and recovers session high-water marks.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let data = config.data_dir.clone();
+        fs::create_dir_all(data.join("spaces")).at(&data)?;
+        let lock_path = data.join("LOCK");
+        let lock = File::create(&lock_path).at(&lock_path)?;
+        if lock.try_lock().is_err() {
+            return Err(Error::invalid(format!(
+                "data directory {} is in use by another Mnemo process",
+                data.display()
+            )));
+        }
+        let catalog = Catalog::load(&data)?;
+        let registry = Arc::new(Registry::new(&config));
+        let mut checkpoints = HashMap::new();
+        for info in &catalog.spaces {
+            let dir = space_dir(&data, info.no);
+            fs::create_dir_all(&dir).at(&dir)?;
+            let (hnsw, ckpt) = match checkpoint::load(&dir, &info.config) {
+                Some(found) => found,
+                None => (Hnsw::new(&info.config, config.index_shards())?, 0),
+            };
+            checkpoints.insert(info.no, ckpt);
+            let space = Space::new(
+                info.clone(),
+                dir,
+                hnsw,
+                ckpt,
+                config.fresh_rows(info.config.dim, info.config.index.precision),
+                Arc::clone(&registry.recalls),
+            );
+            registry.by_no.write().insert(info.no, Arc::new(space));
+        }
+        remove_dropped_space_dirs(&data, &catalog)?;
+
+        let live: HashSet<SpaceNo> = catalog.spaces.iter().map(|s| s.no).collect();
+        let started = Instant::now();
+        let mut failure: Option<Error> = None;
+        let mut replayed = 0u64;
+        let log = {
+            let spaces = registry.list();
+            let by_no: HashMap<SpaceNo, Arc<Space>> =
+                spaces.into_iter().map(|s| (s.info.no, s)).collect();
+            let batch = config.index_batch;
+            let registry_for_recovery = Arc::clone(&registry);
+            let mut recovered = |c: Committed<'_>| {
+                let Some(space) = by_no.get(&c.space) else {
+                    return;
+                };
+                if failure.is_some() {
+                    return;
+                }
+                replayed += 1;
+                if let Err(e) = recover_record(&registry_for_recovery, space, c, batch, &data) {
+                    failure = Some(e);
+                }
+            };
+            let sink: Arc<dyn CommitSink> = Arc::clone(&registry) as Arc<dyn CommitSink>;
+            FileLog::open(
+                &data.join("log"),
+                config.log.clone(),
+                &live,
+                &mut recovered,
+                sink,
+            )?
+        };
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for space in registry.list() {
+            let last = log.last_lsn(space.info.no).unwrap_or(0);
+            let ckpt = checkpoints.get(&space.info.no).copied().unwrap_or(0);
+            if ckpt > last {
+                // The checkpoint claims records the log does not have: do not trust it.
+                return Err(Error::Corruption {
+                    path: space.dir.clone(),
+                    offset: 0,
+                    detail: format!("checkpoint covers LSN {ckpt} but the log ends at {last}"),
+                });
+            }
+            space.publish(last);
+            space.refresh_indexed();
+            if !space.queue.is_empty() {
+                registry.schedule(&space);
+            }
+        }
+        tracing::info!(
+            data_dir = %data.display(), spaces = catalog.spaces.len(), replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64, "engine recovered"
+        );
+
+        let (pressure, _) = tokio::sync::watch::channel(PressureReport {
+            queue_max_items: config.ingest.queue_max_items,
+            queue_max_bytes: config.ingest.queue_max_bytes,
+            credit_window: config.ingest.credit_window,
+            ..PressureReport::default()
+        });
+        let inner = Arc::new(Inner {
+            sessions: session::SessionTable::default(),
+            config,
+            log: Arc::new(log),
+            registry,
+            catalog: Mutex::new(catalog),
+            pressure,
+            closing: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            stop_lock: Mutex::new(()),
+            stop_cv: Condvar::new(),
+            _lock: lock,
+        });
+        let engine = Engine {
+            inner,
+            threads: Mutex::new(Vec::new()),
+        };
+        engine.start_threads()?;
+        Ok(engine)
+    }
+}
+
+fn remove_dropped_space_dirs(data: &Path, catalog: &Catalog) -> Result<()> {
+    let live: HashSet<String> = catalog.spaces.iter().map(|s| s.no.0.to_string()).collect();
+    let dir = data.join("spaces");
+    for entry in fs::read_dir(&dir).at(&dir)? {
+        let entry = entry.at(&dir)?;
+        if !live.contains(&*entry.file_name().to_string_lossy()) {
+            let p = entry.path();
+            tracing::info!(path = %p.display(), "removing data of a dropped space");
+            fs::remove_dir_all(&p).at(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes one record recovered from the log into its space: only its session mark if
+/// the loaded checkpoint holds it, else into the fresh tier and the index queue
+/// (indexing any overflow at once, so recovery memory stays bounded).
+fn recover_record(
+    registry: &Registry,
+    space: &Space,
+    c: Committed<'_>,
+    batch: usize,
+    data: &Path,
+) -> Result<()> {
+    let corrupt = |e: crate::record::DecodeError| Error::Corruption {
+        path: data.join("log"),
+        offset: 0,
+        detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
+    };
+    if space.in_checkpoint(c.lsn) {
+        let (session, seq) = ObservationRecord::decode_session(c.body).map_err(corrupt)?;
+        space.track_session(session, seq, c.lsn);
+        return Ok(());
+    }
+    let rec = ObservationRecord::decode(c.body).map_err(corrupt)?;
+    if space.apply(c.lsn, &rec, true) {
+        registry.budget.force_reserve(c.body.len());
+        space.queue.push(
+            Lane::Normal,
+            Item {
+                lsn: c.lsn,
+                bytes: c.body.len() as u32,
+                recorded_at_us: rec.recorded_at_us,
+                retried: false,
+            },
+        );
+    }
+    while space.fresh.len() > space.fresh.capacity() {
+        let items = space.queue.pop_batch(batch);
+        if items.is_empty() {
+            break;
+        }
+        let items: Vec<Item> = items.into_iter().map(|(_, it)| it).collect();
+        workers::index_items(space, &items)?;
+        workers::retire(registry, &items);
+    }
+    Ok(())
+}

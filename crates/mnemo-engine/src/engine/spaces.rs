@@ -1,0 +1,106 @@
+//! Creating and dropping spaces: the catalog file is rewritten first, then the
+//! registry and the log learn of the change.
+
+use std::fs::{self};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::Engine;
+use super::open::space_dir;
+use crate::error::{Error, IoContext, Result};
+use crate::index::hnsw::Hnsw;
+use crate::log::Log;
+use crate::space::Space;
+use crate::types::{SpaceConfig, SpaceInfo, SpaceStats, now_us, validate_space_name};
+
+impl Engine {
+    /// Creates a memory space.
+    pub fn create_space(&self, name: &str, config: SpaceConfig) -> Result<SpaceInfo> {
+        validate_space_name(name)?;
+        config.validate()?;
+        self.check_running()?;
+        let mut catalog = self.inner.catalog.lock();
+        if catalog.spaces.iter().any(|s| s.name == name) {
+            return Err(Error::SpaceExists(name.to_string()));
+        }
+        let mut next = catalog.clone();
+        let no = next.allocate();
+        let info = SpaceInfo {
+            name: name.to_string(),
+            no,
+            config,
+            created_at_us: now_us(),
+        };
+        let dir = space_dir(&self.inner.config.data_dir, no);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let space = Space::new(
+            info.clone(),
+            dir,
+            Hnsw::new(&info.config, self.inner.config.index_shards())?,
+            0,
+            self.inner
+                .config
+                .fresh_rows(info.config.dim, info.config.index.precision),
+            Arc::clone(&self.inner.registry.recalls),
+        );
+        next.spaces.push(info.clone());
+        next.save(&self.inner.config.data_dir)?;
+        *catalog = next;
+        self.inner
+            .registry
+            .by_no
+            .write()
+            .insert(no, Arc::new(space));
+        self.inner.log.register_space(no);
+        Ok(info)
+    }
+
+    /// All live spaces, in creation order.
+    pub fn list_spaces(&self) -> Vec<SpaceInfo> {
+        self.inner
+            .registry
+            .list()
+            .iter()
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// One space's description and counters.
+    pub fn describe_space(&self, name: &str) -> Result<(SpaceInfo, SpaceStats)> {
+        let space = self.inner.registry.by_name(name)?;
+        Ok((space.info.clone(), space.stats()))
+    }
+
+    /// Drops a space: it disappears at once; its checkpoint is deleted and its log
+    /// segments are reclaimed once no live space has records in them.
+    pub fn drop_space(&self, name: &str) -> Result<()> {
+        let mut catalog = self.inner.catalog.lock();
+        let space = self.inner.registry.by_name(name)?;
+        let mut next = catalog.clone();
+        next.spaces.retain(|s| s.name != name);
+        next.save(&self.inner.config.data_dir)?;
+        *catalog = next;
+        space.dropped.store(true, Ordering::Release);
+        self.inner.registry.by_no.write().remove(&space.info.no);
+        // Waiters on its watermarks find out it is gone.
+        space.indexed.wake();
+        space.committed.wake();
+        // Retire what was waiting for its index (workers skip a space they cannot find).
+        for (_, item) in space.queue.pop_batch(usize::MAX) {
+            self.inner.registry.budget.release(1, item.bytes as usize);
+        }
+        self.inner.sessions.forget_space(space.info.no);
+        self.inner.log.forget_space(space.info.no)?;
+        let _no_checkpoint = space.checkpoint_lock.lock();
+        fs::remove_dir_all(&space.dir).at(&space.dir)?;
+        Ok(())
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+}
