@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mnemo_engine::ObservationRecord;
+use mnemo_engine::internals::ObservationRecord;
 use mnemo_engine::internals::{FrameError, decode_frame, encode_frame};
 
 fuzz_target!(|data: &[u8]| {

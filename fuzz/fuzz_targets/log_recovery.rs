@@ -7,7 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mnemo_engine::log::{CommitSink, Committed, FileLog, Log, LogConfig};
+use mnemo_engine::LogConfig;
+use mnemo_engine::internals::{CommitSink, Committed, FileLog, Log};
 use mnemo_engine::{Error, SpaceNo};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -29,7 +30,7 @@ fn open(dir: &Path) -> Result<(FileLog, Recovered), Error> {
         got.insert((c.space.0, c.lsn), c.body.to_vec());
     };
     let cfg = LogConfig {
-        durability: mnemo_engine::log::Durability::Buffered,
+        durability: mnemo_engine::Durability::Buffered,
         min_free_bytes: 0,
         ..LogConfig::default()
     };

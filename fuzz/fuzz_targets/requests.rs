@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mnemo_engine::{Engine, EngineConfig, Error, ObservationRecord};
+use mnemo_engine::internals::ObservationRecord;
+use mnemo_engine::{Engine, EngineConfig, Error};
 use mnemo_server::internals::{observation, recall_request, space_config};
 use mnemo_server::pb;
 use prost::Message;
@@ -22,7 +23,7 @@ fn engine() -> &'static Engine {
             let dir = tempfile::tempdir().unwrap();
             let mut cfg = EngineConfig::new(dir.path());
             cfg.index_threads = 1;
-            cfg.log.durability = mnemo_engine::log::Durability::Buffered;
+            cfg.log.durability = mnemo_engine::Durability::Buffered;
             cfg.log.min_free_bytes = 0;
             let e = Engine::open(cfg).unwrap();
             e.create_space(SPACE, mnemo_engine::SpaceConfig::new(DIM)).unwrap();

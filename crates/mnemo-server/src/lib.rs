@@ -1,19 +1,23 @@
 //! # mnemo-server
 //!
-//! The gRPC face of Mnemo (package `mnemo.v1`, `proto/mnemo/v1/mnemo.proto`) over
+//! The gRPC face of Mnemo (package `mnemo.v1`, defined in the `mnemo-proto` crate) over
 //! [`mnemo_engine`]: Observe sessions, streaming Recall, unary helpers, space admin,
 //! Stats, plus the standard health and reflection services. Guarantees:
 //! docs/protocol.md.
 
 pub mod auth;
 mod convert;
+mod offload;
+mod recall_batches;
 mod recall_pool;
+mod runtime;
 mod server;
 mod service;
 mod stream;
 
 pub use convert::status;
 pub use recall_pool::RecallPool;
+pub use runtime::{RuntimeLayout, Runtimes};
 pub use server::{Options, ServeError, serve};
 pub use service::{EngineSlot, Limits, MnemoService};
 
@@ -23,15 +27,8 @@ pub mod internals {
     pub use crate::convert::{observation, recall_request, space_config};
 }
 
-/// Generated protocol types and service stubs.
-pub mod pb {
-    #![allow(missing_docs, unreachable_pub, clippy::all, clippy::unwrap_used)]
-    tonic::include_proto!("mnemo.v1");
-
-    /// Encoded descriptor set, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/mnemo_descriptor.bin"));
-}
+/// The protocol types and stubs (re-exported from `mnemo-proto`).
+pub use mnemo_proto::pb;
 
 /// This process's resident and peak resident memory, bytes (0 where unknown).
 pub fn rss_bytes() -> (u64, u64) {

@@ -1,10 +1,9 @@
-//! Threads that rank recalls, apart from the async runtime.
+//! Threads that rank recalls, apart from the async runtimes.
 //!
-//! `mnemo serve` nices its runtime (which carries ingestion as well as every request)
-//! so that ranking, the part of a recall that takes milliseconds of CPU, wins the
-//! cores on a machine busy ingesting. Linux threads inherit niceness and an
-//! unprivileged thread cannot lower it again, so these threads are started before
-//! the runtime, from a thread at normal priority.
+//! Ranking is the part of a recall that takes milliseconds of CPU. On threads of
+//! their own at normal priority (started by [`crate::Runtimes`] before anything is
+//! niced), it wins the cores over the niced session runtime, the log writer and the
+//! index workers on a machine busy ingesting.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, mpsc};

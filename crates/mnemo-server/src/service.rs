@@ -1,5 +1,6 @@
-//! The `mnemo.v1.Mnemo` service: thin handlers over the engine. Blocking engine
-//! calls (recall cursors, draining close) run on tokio's blocking pool.
+//! The `mnemo.v1.Mnemo` service: thin handlers over the engine. Recalls rank on
+//! the recall threads (`recall_batches.rs`); other blocking engine calls run on
+//! tokio's blocking pool (`offload.rs`); sessions are `stream.rs`.
 
 use futures::StreamExt;
 use mnemo_engine::{Engine, Error};
@@ -11,8 +12,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Access, Auth, Right};
 use crate::convert::{self, status};
+use crate::offload::blocking;
 use crate::pb;
 use crate::pb::mnemo_server::Mnemo;
+use crate::recall_batches::{self, Reading};
 use crate::stream::{Inbound, Incoming, SessionStream, Wire};
 
 /// Limits announced to clients and enforced by the server.
@@ -174,32 +177,10 @@ impl MnemoService {
     }
 }
 
-/// Memories a recall reads in its first hop to the blocking pool (see `recall`).
+/// Memories a recall reads in its first hop to the recall threads (see `recall`).
 const EAGER_MEMORIES: usize = 256;
 
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
-
-/// Runs a blocking engine call on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> mnemo_engine::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("task failed: {e}")))?
-        .map_err(status)
-}
-
-/// Runs a recall's ranking on the recall threads when the server has them (see
-/// [`crate::RecallPool`]), else on the blocking pool.
-pub(crate) async fn ranking<T: Send + 'static>(
-    pool: Option<&Arc<crate::RecallPool>>,
-    f: impl FnOnce() -> mnemo_engine::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    match pool {
-        Some(pool) => pool.run(f).await,
-        None => blocking(f).await,
-    }
-}
 
 #[tonic::async_trait]
 impl Mnemo for MnemoService {
@@ -240,42 +221,21 @@ impl Mnemo for MnemoService {
         access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
         let req = convert::recall_request(&r);
-        let space = r.space.clone();
-        let batch = if r.batch_size == 0 {
-            usize::MAX
-        } else {
-            r.batch_size as usize
-        };
-        let with_embedding = r.include_embedding;
-        // Opening, ranking and the first batches in one hop to the recall threads: on
-        // a busy machine every hand-off between threads is a wait for a core. Batches
-        // up to EAGER_MEMORIES memories in all are read here; a larger k streams on.
-        let rank = move || {
-            let mut cursor = engine.recall(&space, req)?;
-            let mut ready = Vec::new();
-            let mut read = 0;
-            loop {
-                let found = cursor.next_batch(batch)?;
-                read += found.len();
-                ready.push(found);
-                if cursor.is_done() || read >= EAGER_MEMORIES {
-                    return Ok((cursor, ready));
-                }
-            }
-        };
-        let (cursor, ready) = ranking(self.recall_pool.as_ref(), rank).await?;
-        let snapshot = cursor.snapshot();
-        let message = move |found: Vec<mnemo_engine::Memory>, more: bool| pb::RecallResponse {
-            memories: found
-                .into_iter()
-                .map(|m| convert::memory(m, with_embedding))
-                .collect(),
+        let reading = Reading::new(r.batch_size, EAGER_MEMORIES, r.include_embedding);
+        // Batches up to EAGER_MEMORIES memories in all come back with the ranking; a
+        // larger k streams on.
+        let ranked =
+            recall_batches::rank(engine, self.recall_pool.as_ref(), r.space, req, reading).await?;
+        let snapshot = ranked.snapshot;
+        let message = move |memories: Vec<pb::Memory>, more: bool| pb::RecallResponse {
+            memories,
             snapshot_lsn: snapshot,
             more,
         };
-        let done = cursor.is_done();
-        let last = ready.len() - 1;
-        let ready: Vec<Result<pb::RecallResponse, Status>> = ready
+        let done = ranked.cursor.is_done();
+        let last = ranked.batches.len() - 1;
+        let ready: Vec<Result<pb::RecallResponse, Status>> = ranked
+            .batches
             .into_iter()
             .enumerate()
             .map(|(i, found)| Ok(message(found, i < last || !done)))
@@ -284,16 +244,15 @@ impl Mnemo for MnemoService {
             return Ok(Response::new(Box::pin(futures::stream::iter(ready))));
         }
         let (tx, rx) = mpsc::channel(4);
+        let mut cursor = ranked.cursor;
         tokio::task::spawn_blocking(move || {
-            let mut cursor = cursor;
             for msg in ready {
                 if tx.blocking_send(msg).is_err() {
                     return;
                 }
             }
             loop {
-                let msg = cursor
-                    .next_batch(batch)
+                let msg = recall_batches::next_batch(&mut cursor, reading)
                     .map(|found| message(found, !cursor.is_done()));
                 let last = msg.as_ref().map_or(true, |m| !m.more);
                 if tx.blocking_send(msg.map_err(status)).is_err() || last {
@@ -387,19 +346,12 @@ impl Mnemo for MnemoService {
         access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
         let req = convert::recall_request(&r);
-        let with_embedding = r.include_embedding;
-        let (snapshot, found) = blocking(move || {
-            let cursor = engine.recall(&r.space, req)?;
-            let snapshot = cursor.snapshot();
-            Ok((snapshot, cursor.collect_all()?))
-        })
-        .await?;
+        let reading = Reading::new(0, usize::MAX, r.include_embedding);
+        let ranked =
+            recall_batches::rank(engine, self.recall_pool.as_ref(), r.space, req, reading).await?;
         Ok(Response::new(pb::RecallOnceResponse {
-            memories: found
-                .into_iter()
-                .map(|m| convert::memory(m, with_embedding))
-                .collect(),
-            snapshot_lsn: snapshot,
+            memories: ranked.batches.into_iter().flatten().collect(),
+            snapshot_lsn: ranked.snapshot,
         }))
     }
 

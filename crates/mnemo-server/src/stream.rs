@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use crate::convert::{self, status};
+use crate::offload::blocking;
 use crate::pb;
+use crate::recall_batches::{self, Reading};
 
 /// What the client sent, whichever stream it came on.
 pub(crate) enum Incoming {
@@ -213,7 +215,7 @@ impl<W: Wire> SessionStream<W> {
                                 if !self.send(W::acks(vec![a])).await { return; }
                             }
                             let result = match session.take() {
-                                Some(s) => crate::service::blocking(move || s.close(c.drain, Duration::from_secs(60))).await,
+                                Some(s) => blocking(move || s.close(c.drain, Duration::from_secs(60))).await,
                                 None => Err(Status::failed_precondition("the session is already closed")),
                             };
                             match result {
@@ -348,38 +350,27 @@ impl<W: Wire> SessionStream<W> {
             return Box::pin(async move { vec![refused_recall(id, &denied)] });
         }
         Box::pin(async move {
-            let batch = if req.batch_size == 0 {
-                usize::MAX
-            } else {
-                req.batch_size as usize
-            };
-            let with_embedding = req.include_embedding;
+            let reading = Reading::new(req.batch_size, usize::MAX, req.include_embedding);
             let spec = convert::recall_request(&req);
-            let tag = id.clone();
-            let ran = crate::service::ranking(pool.as_ref(), move || {
-                let mut cursor = engine.recall(&req.space, spec)?;
-                let snapshot = cursor.snapshot();
-                let mut out = Vec::new();
-                loop {
-                    let found = cursor.next_batch(batch)?;
-                    let more = !cursor.is_done();
-                    out.push(pb::RecallResult {
-                        request_id: tag.clone(),
-                        memories: found
-                            .into_iter()
-                            .map(|m| convert::memory(m, with_embedding))
-                            .collect(),
-                        snapshot_lsn: snapshot,
-                        more,
-                        ..Default::default()
-                    });
-                    if !more {
-                        return Ok(out);
-                    }
-                }
-            })
-            .await;
-            ran.unwrap_or_else(|st| vec![refused_recall(id, &st)])
+            let ranked =
+                recall_batches::rank(engine, pool.as_ref(), req.space, spec, reading).await;
+            let ranked = match ranked {
+                Ok(r) => r,
+                Err(st) => return vec![refused_recall(id, &st)],
+            };
+            let last = ranked.batches.len() - 1;
+            ranked
+                .batches
+                .into_iter()
+                .enumerate()
+                .map(|(i, memories)| pb::RecallResult {
+                    request_id: id.clone(),
+                    memories,
+                    snapshot_lsn: ranked.snapshot,
+                    more: i < last,
+                    ..Default::default()
+                })
+                .collect()
         })
     }
 }

@@ -1,13 +1,16 @@
 //! `mnemo`: the server (`mnemo serve`), client commands against a running server,
 //! and helpers. `mnemo --help` lists everything.
 
+#[cfg(feature = "server")]
 mod bench;
-mod client;
+mod cmd;
+#[cfg(feature = "server")]
 mod config;
-mod observe;
+#[cfg(feature = "server")]
 mod serve;
 
 use clap::{Parser, Subcommand};
+use cmd::{conn, observe, recall, space, stats, synth};
 
 #[derive(Parser)]
 #[command(name = "mnemo", version, about = "Mnemo: a streaming memory server")]
@@ -19,48 +22,106 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (embedded default: ./mnemo-data, 127.0.0.1:7400, metrics on :7401).
+    #[cfg(feature = "server")]
     Serve(config::ServeFlags),
     /// Print the effective server configuration (file < MNEMO_* env < flags) as TOML.
+    #[cfg(feature = "server")]
     Config(config::ServeFlags),
     /// Manage memory spaces on a running server.
     Space {
         #[command(flatten)]
-        conn: client::Conn,
+        conn: conn::Conn,
         #[command(subcommand)]
-        command: client::SpaceCommand,
+        command: space::SpaceCommand,
     },
     /// Stream observations from a JSON-lines file into a space (resumes on reconnect).
     Observe(observe::ObserveArgs),
     /// Recall the memories nearest to a cue.
-    Recall(client::RecallArgs),
+    Recall(recall::RecallArgs),
     /// Server statistics.
     Stats {
         #[command(flatten)]
-        conn: client::Conn,
+        conn: conn::Conn,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Make a new random API key and print it with the config lines that grant it.
+    #[cfg(feature = "server")]
     Key {
         /// The key's name in the config.
         #[arg(default_value = "my-key")]
         name: String,
     },
     /// Print synthetic clustered observations as JSON lines (for trying things out).
-    Synth(client::SynthArgs),
+    Synth(synth::SynthArgs),
     /// Load generator and benchmark report (in-process server unless --addr is given).
+    #[cfg(feature = "server")]
     Bench(Box<bench::BenchArgs>),
+}
+
+/// The runtimes a command runs on: a server's layout (`serve`, and `bench` with
+/// its in-process server: the same function builds both), or one plain runtime.
+enum Runtime {
+    #[cfg(feature = "server")]
+    Server(mnemo_server::Runtimes),
+    Plain(tokio::runtime::Runtime),
+}
+
+impl Runtime {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        match self {
+            #[cfg(feature = "server")]
+            Runtime::Server(r) => r.block_on(f),
+            Runtime::Plain(r) => r.block_on(f),
+        }
+    }
+
+    fn shutdown(self) {
+        match self {
+            #[cfg(feature = "server")]
+            Runtime::Server(r) => r.shutdown(),
+            Runtime::Plain(r) => drop(r),
+        }
+    }
+}
+
+/// Builds the runtimes `command` needs. A server's are started here, on the main
+/// thread at normal priority, before anything is niced (see `mnemo_server::Runtimes`).
+fn runtime(command: &Command) -> anyhow::Result<Runtime> {
+    #[cfg(feature = "server")]
+    {
+        let layout = match command {
+            Command::Serve(flags) => Some(mnemo_server::RuntimeLayout {
+                session_nice: flags.resolve()?.session_nice,
+                ..Default::default()
+            }),
+            Command::Bench(args) if args.embedded() => Some(Default::default()),
+            _ => None,
+        };
+        if let Some(layout) = layout {
+            let r = mnemo_server::Runtimes::start(layout)
+                .map_err(|e| anyhow::anyhow!("starting the server's threads: {e}"))?;
+            return Ok(Runtime::Server(r));
+        }
+    }
+    #[cfg(not(feature = "server"))]
+    let _ = command;
+    let r = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(Runtime::Plain(r))
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The load generator's in-process server would drown its report in info lines.
-    let default_level = if matches!(cli.command, Command::Bench(_)) {
-        "warn"
-    } else {
-        "info"
-    };
+    #[cfg(feature = "server")]
+    let quiet = matches!(cli.command, Command::Bench(_));
+    #[cfg(not(feature = "server"))]
+    let quiet = false;
+    let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -68,71 +129,15 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // `serve` reads its configuration before the runtimes start. Recalls rank on
-    // threads of their own; sessions (ingestion) run on a runtime of their own whose
-    // threads are niced; connections and requests stay at normal priority.
-    let mut serving = None;
-    if let Command::Serve(flags) = &cli.command {
-        let started = flags.resolve().and_then(|cfg| {
-            let cores = std::thread::available_parallelism().map_or(2, usize::from);
-            let pool = mnemo_server::RecallPool::start(cores.max(2))
-                .map_err(|e| anyhow::anyhow!("starting the recall threads: {e}"))?;
-            let sessions = session_runtime(cfg.session_nice)
-                .map_err(|e| anyhow::anyhow!("starting the session runtime: {e}"))?;
-            Ok((cfg, pool, sessions))
-        });
-        match started {
-            Ok(started) => serving = Some(started),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return std::process::ExitCode::FAILURE;
-            }
-        }
-    }
-    // The session runtime lives out here: a runtime cannot be dropped inside another.
-    let (serving, session_runtime) = match serving {
-        Some((cfg, pool, sessions)) => {
-            (Some((cfg, pool, sessions.handle().clone())), Some(sessions))
-        }
-        None => (None, None),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let runtime = match runtime(&cli.command) {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e:#}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(_) => match serving {
-                Some((cfg, pool, sessions)) => serve::run(cfg, pool, sessions).await,
-                None => Err(anyhow::anyhow!("serve: configuration not read")),
-            },
-            Command::Config(flags) => {
-                print!("{}", toml::to_string_pretty(&flags.resolve_redacted()?)?);
-                Ok(())
-            }
-            Command::Space { conn, command } => client::space(conn, command).await,
-            Command::Observe(args) => observe::run(args).await,
-            Command::Recall(args) => client::recall(args).await,
-            Command::Stats { conn, json } => client::stats(conn, json).await,
-            Command::Synth(args) => client::synth(args),
-            Command::Key { name } => {
-                client::new_key(&name);
-                Ok(())
-            }
-            Command::Bench(args) => bench::run(*args).await,
-        }
-    });
-    drop(runtime);
-    if let Some(sessions) = session_runtime {
-        // Sessions have ended with the server; do not wait on a stuck one.
-        sessions.shutdown_timeout(std::time::Duration::from_secs(5));
-    }
+    let result = runtime.block_on(run(cli.command, &runtime));
+    runtime.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -142,16 +147,33 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The runtime that runs `serve`'s Observe and MemoryStream sessions, its threads
-/// (and the blocking threads it starts) niced to `nice`.
-fn session_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .thread_name("mnemo-session")
-        .on_thread_start(move || {
-            if let Err(error) = mnemo_engine::lower_thread_priority(nice) {
-                tracing::warn!(nice, %error, "cannot lower the session threads' priority");
-            }
-        })
-        .enable_all()
-        .build()
+async fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
+    #[cfg(feature = "server")]
+    let server_options = || match runtime {
+        Runtime::Server(r) => r.options(),
+        Runtime::Plain(_) => mnemo_server::Options::default(),
+    };
+    #[cfg(not(feature = "server"))]
+    let _ = runtime;
+    match command {
+        #[cfg(feature = "server")]
+        Command::Serve(flags) => serve::run(flags.resolve()?, server_options()).await,
+        #[cfg(feature = "server")]
+        Command::Config(flags) => {
+            print!("{}", toml::to_string_pretty(&flags.resolve_redacted()?)?);
+            Ok(())
+        }
+        Command::Space { conn, command } => space::space(conn, command).await,
+        Command::Observe(args) => observe::run(args).await,
+        Command::Recall(args) => recall::recall(args).await,
+        Command::Stats { conn, json } => stats::stats(conn, json).await,
+        Command::Synth(args) => synth::synth(args),
+        #[cfg(feature = "server")]
+        Command::Key { name } => {
+            cmd::key::new_key(&name);
+            Ok(())
+        }
+        #[cfg(feature = "server")]
+        Command::Bench(args) => bench::run(*args, server_options()).await,
+    }
 }

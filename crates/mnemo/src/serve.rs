@@ -29,13 +29,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Serves with `cfg`; recalls rank on `recall_pool` (see `mnemo_server::RecallPool`),
-/// sessions run on `sessions`.
-pub(crate) async fn run(
-    cfg: ServeConfig,
-    recall_pool: std::sync::Arc<mnemo_server::RecallPool>,
-    sessions: tokio::runtime::Handle,
-) -> anyhow::Result<()> {
+/// Serves with `cfg`; `runtimes` are the server's recall threads and session
+/// runtime (`mnemo_server::Runtimes::options`).
+pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> anyhow::Result<()> {
     if !cfg.metrics.is_empty() {
         let addr: std::net::SocketAddr = cfg
             .metrics
@@ -60,8 +56,7 @@ pub(crate) async fn run(
         },
         auth,
         tls,
-        recall_pool: Some(recall_pool),
-        session_runtime: Some(sessions),
+        ..runtimes
     };
     if !options.auth.enabled() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(

@@ -9,8 +9,8 @@
 //! `MNEMO_CRASH_KILLS=100 cargo test --release -p mnemo --test crash -- --nocapture`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use mnemo_server::pb;
-use mnemo_server::pb::mnemo_client::MnemoClient;
+use mnemo_client::pb;
+use mnemo_client::pb::mnemo_client::MnemoClient;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -34,6 +34,15 @@ static SESSIONS: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyL
         .expect("a session runtime")
 });
 
+/// Recall threads and a session runtime of their own, as under `mnemo serve`.
+pub fn serve_options() -> mnemo_server::Options {
+    mnemo_server::Options {
+        recall_pool: Some(mnemo_server::RecallPool::start(2).unwrap()),
+        session_runtime: Some(SESSIONS.handle().clone()),
+        ..Default::default()
+    }
+}
+
 impl TestServer {
     pub async fn start(dir: &Path) -> TestServer {
         Self::start_with(config(dir)).await
@@ -42,12 +51,7 @@ impl TestServer {
     /// Recalls rank on a recall pool and sessions run on a runtime of their own, as
     /// under `mnemo serve`.
     pub async fn start_with(cfg: EngineConfig) -> TestServer {
-        let options = mnemo_server::Options {
-            recall_pool: Some(mnemo_server::RecallPool::start(2).unwrap()),
-            session_runtime: Some(SESSIONS.handle().clone()),
-            ..Default::default()
-        };
-        Self::start_with_options(cfg, options).await
+        Self::start_with_options(cfg, serve_options()).await
     }
 
     pub async fn start_with_options(
@@ -55,6 +59,15 @@ impl TestServer {
         options: mnemo_server::Options,
     ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, cfg, options).await
+    }
+
+    /// A server on `listener` (a restart on the same port, say).
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        cfg: EngineConfig,
+        options: mnemo_server::Options,
+    ) -> TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();

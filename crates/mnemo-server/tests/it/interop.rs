@@ -24,7 +24,7 @@ async fn python_grpcio_client_observes_and_recalls() {
         Command::new(python)
             .arg(root.join("tests/interop/client.py"))
             .arg(addr)
-            .arg(root.join("../../proto"))
+            .arg(root.join("../mnemo-proto/proto"))
             .output()
             .unwrap()
     })

@@ -10,6 +10,7 @@ mod common;
 
 mod admin;
 mod auth;
+mod client_session;
 mod hostile;
 mod interop;
 mod memory_stream;

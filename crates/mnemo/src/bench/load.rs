@@ -2,17 +2,16 @@
 //! is set), recall clients at a fixed total rate, visibility probes, and a poller of
 //! the server's Stats. Each task owns its histograms; they are merged at the end.
 
-use crate::client::Conn;
+use crate::cmd::conn::Conn;
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use mnemo_server::pb;
-use std::collections::{BTreeMap, BTreeSet};
+use mnemo_client::pb::observe_response::Kind as In;
+use mnemo_client::{Feed, ObserveStream, SessionEvents, SessionOptions, pb};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::workload::Workload;
 
@@ -86,13 +85,78 @@ pub(crate) struct SessionOutcome {
     pub(crate) final_sequence: u64,
 }
 
-fn observe_req(kind: pb::observe_request::Kind) -> pb::ObserveRequest {
-    pb::ObserveRequest { kind: Some(kind) }
+/// Session `s`'s share of the rows, as a feed for the session driver: rows dealt
+/// round-robin, until the plan's total or (duration runs) time up.
+struct PlanFeed {
+    s: u64,
+    plan: Arc<Plan>,
+    work: Arc<Workload>,
+    live: Arc<Live>,
+    first_send: Option<Instant>,
 }
 
-/// One Observe session sending its share of the rows. Refusals (OVERLOADED,
-/// WINDOW_EXCEEDED and the SEQUENCE_GAPs that follow them) are re-sent in order after
-/// the server's retry-after; anything else ends the run with an error.
+impl Feed for PlanFeed {
+    fn next(&mut self, seq: u64) -> mnemo_client::Result<Option<pb::Observation>> {
+        let row = self.plan.row(self.s, seq);
+        let done = match self.plan.total {
+            Some(total) => row >= total,
+            None => self.live.time_up.load(Ordering::Relaxed),
+        };
+        if done {
+            return Ok(None);
+        }
+        self.first_send.get_or_insert_with(Instant::now);
+        Ok(Some(pb::Observation {
+            id: self.work.id(row),
+            content: format!("bench observation {row}"),
+            embedding: self.work.vector(row),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Records what the session driver reports.
+struct Recorder<'a> {
+    s: u64,
+    plan: &'a Plan,
+    live: &'a Live,
+    out: &'a mut SessionOutcome,
+}
+
+impl SessionEvents for Recorder<'_> {
+    fn acked(&mut self, a: &pb::Ack, first_sent: Instant) {
+        let now = Instant::now();
+        record(&mut self.out.ack_latency, now - first_sent);
+        self.out.last_ack = Some(now);
+        self.out
+            .acked
+            .push((self.plan.row(self.s, a.sequence), a.lsn));
+        if a.status == pb::AckStatus::Duplicate as i32 {
+            self.live.duplicates.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.live.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn refused(&mut self, a: &pb::Ack) {
+        let code = pb::RejectCode::try_from(a.code).unwrap_or(pb::RejectCode::Unspecified);
+        *self
+            .out
+            .rejected_by_code
+            .entry(code.as_str_name().to_string())
+            .or_default() += 1;
+        self.live.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn status(&mut self, st: &pb::StreamStatus) {
+        self.live.saw_state(st.state);
+    }
+}
+
+/// One Observe session sending its share of the rows through `mnemo_client`'s
+/// session driver (the one `mnemo observe` uses): refusals are re-sent after the
+/// server's retry-after, a lost connection resumes; a refusal a retry cannot fix
+/// ends the run with an error.
 pub(crate) async fn session(
     target: Conn,
     space: String,
@@ -101,22 +165,7 @@ pub(crate) async fn session(
     work: Arc<Workload>,
     live: Arc<Live>,
 ) -> anyhow::Result<SessionOutcome> {
-    let mut client = target.connect().await?;
-    let (tx, rx) = mpsc::channel::<pb::ObserveRequest>(1024);
-    tx.send(observe_req(pb::observe_request::Kind::Init(pb::Init {
-        space,
-        ..Default::default()
-    })))
-    .await
-    .context("opening a session")?;
-    let mut inbound = client.observe(ReceiverStream::new(rx)).await?.into_inner();
-    let init = match inbound.message().await? {
-        Some(pb::ObserveResponse {
-            kind: Some(pb::observe_response::Kind::InitAck(a)),
-        }) => a,
-        other => anyhow::bail!("expected InitAck, got {other:?}"),
-    };
-    let mut window = u64::from(init.credit_window.max(1));
+    let client = target.connect().await?;
     let mut out = SessionOutcome {
         acked: Vec::new(),
         ack_latency: histogram(),
@@ -126,167 +175,31 @@ pub(crate) async fn session(
         last_ack: None,
         final_sequence: 0,
     };
-    // Sequence → when it was (last) sent.
-    let mut in_flight: BTreeMap<u64, Instant> = BTreeMap::new();
-    let mut to_resend: BTreeSet<u64> = BTreeSet::new();
-    let mut next_new = 1u64;
-    let mut exhausted = false;
-    let mut retry_at: Option<Instant> = None;
-    let mut pace_at = Instant::now();
-    let mut closing = false;
-    let send = |seq: u64| {
-        let row = plan.row(s, seq);
-        pb::Observation {
-            id: work.id(row),
-            content: format!("bench observation {row}"),
-            embedding: work.vector(row),
-            sequence: seq,
-            ..Default::default()
-        }
+    let mut feed = PlanFeed {
+        s,
+        plan: Arc::clone(&plan),
+        work,
+        live: Arc::clone(&live),
+        first_send: None,
     };
-    loop {
-        let now = Instant::now();
-        let may_send = retry_at.is_none_or(|t| now >= t);
-        if may_send {
-            retry_at = None;
-        }
-        while may_send && !closing && (in_flight.len() as u64) < window {
-            let seq = if let Some(seq) = to_resend.pop_first() {
-                seq
-            } else {
-                if !exhausted {
-                    let row = plan.row(s, next_new);
-                    exhausted = plan.total.is_some_and(|t| row >= t)
-                        || (plan.total.is_none() && live.time_up.load(Ordering::Relaxed));
-                }
-                if exhausted || plan.interval.is_some_and(|_| Instant::now() < pace_at) {
-                    break;
-                }
-                if let Some(iv) = plan.interval {
-                    pace_at = pace_at.max(Instant::now() - iv) + iv;
-                }
-                next_new += 1;
-                next_new - 1
-            };
-            let obs = send(seq);
-            let at = Instant::now();
-            out.first_send.get_or_insert(at);
-            in_flight.insert(seq, at);
-            tx.send(observe_req(pb::observe_request::Kind::Observation(obs)))
-                .await
-                .context("the server closed the stream")?;
-        }
-        if !closing && exhausted && in_flight.is_empty() && to_resend.is_empty() {
-            closing = true;
-            tx.send(observe_req(pb::observe_request::Kind::Close(pb::Close {
-                drain: false,
-            })))
-            .await
-            .context("the server closed the stream")?;
-        }
-        // Wake for a retry, for the next paced send, or (duration runs) to notice time up.
-        let wake = match (retry_at, plan.interval) {
-            (Some(t), _) => t,
-            (None, Some(_)) if !exhausted && !closing => pace_at,
-            _ if !exhausted && !closing => Instant::now() + Duration::from_millis(100),
-            _ => Instant::now() + Duration::from_secs(3600),
-        };
-        let msg = tokio::select! {
-            m = inbound.message() => m?,
-            _ = tokio::time::sleep_until(wake) => continue,
-        };
-        let Some(msg) = msg else {
-            anyhow::bail!("session {s}: the server ended the stream before Closed");
-        };
-        match msg.kind {
-            Some(pb::observe_response::Kind::Acks(batch)) => {
-                for a in batch.acks {
-                    on_ack(
-                        a,
-                        s,
-                        &plan,
-                        &live,
-                        &mut out,
-                        &mut in_flight,
-                        &mut to_resend,
-                        &mut retry_at,
-                    )?;
-                }
-            }
-            Some(pb::observe_response::Kind::Status(st)) => {
-                window = u64::from(st.credit_window.max(1));
-                live.saw_state(st.state);
-            }
-            Some(pb::observe_response::Kind::Closed(c)) => {
-                out.final_sequence = c.final_sequence;
-                return Ok(out);
-            }
-            Some(pb::observe_response::Kind::InitAck(_)) | None => {}
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn on_ack(
-    a: pb::Ack,
-    s: u64,
-    plan: &Plan,
-    live: &Live,
-    out: &mut SessionOutcome,
-    in_flight: &mut BTreeMap<u64, Instant>,
-    to_resend: &mut BTreeSet<u64>,
-    retry_at: &mut Option<Instant>,
-) -> anyhow::Result<()> {
-    let status = pb::AckStatus::try_from(a.status).unwrap_or(pb::AckStatus::Unspecified);
-    if status == pb::AckStatus::Indexed {
-        return Ok(());
-    }
-    let Some(sent) = in_flight.remove(&a.sequence) else {
-        anyhow::bail!(
-            "session {s}: an ack for sequence {} that is not in flight",
-            a.sequence
-        );
+    let options = SessionOptions {
+        interval: plan.interval,
+        ..SessionOptions::new(space)
     };
-    match status {
-        pb::AckStatus::Accepted | pb::AckStatus::Duplicate => {
-            let now = Instant::now();
-            record(&mut out.ack_latency, now - sent);
-            out.last_ack = Some(now);
-            out.acked.push((plan.row(s, a.sequence), a.lsn));
-            if status == pb::AckStatus::Duplicate {
-                out.duplicates += 1;
-                live.duplicates.fetch_add(1, Ordering::Relaxed);
-            } else {
-                live.accepted.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        pb::AckStatus::Rejected => {
-            let code = pb::RejectCode::try_from(a.code).unwrap_or(pb::RejectCode::Unspecified);
-            match code {
-                pb::RejectCode::Overloaded
-                | pb::RejectCode::WindowExceeded
-                | pb::RejectCode::StorageFull => {
-                    let at = Instant::now() + Duration::from_millis(a.retry_after_ms.max(10));
-                    *retry_at = Some(retry_at.map_or(at, |t| t.max(at)));
-                }
-                // Follows a refusal of an earlier sequence: re-sent after it, in order.
-                pb::RejectCode::SequenceGap => {}
-                _ => anyhow::bail!(
-                    "session {s}: sequence {} refused ({}): {}",
-                    a.sequence,
-                    code.as_str_name(),
-                    a.reason
-                ),
-            }
-            *out.rejected_by_code
-                .entry(code.as_str_name().to_string())
-                .or_default() += 1;
-            live.rejected.fetch_add(1, Ordering::Relaxed);
-            to_resend.insert(a.sequence);
-        }
-        _ => anyhow::bail!("session {s}: ack with an unknown status {}", a.status),
-    }
-    Ok(())
+    let mut events = Recorder {
+        s,
+        plan: &plan,
+        live: &live,
+        out: &mut out,
+    };
+    let done = client
+        .observe(options, &mut feed, &mut events)
+        .await
+        .with_context(|| format!("session {s}"))?;
+    out.final_sequence = done.final_sequence;
+    out.duplicates = done.duplicates;
+    out.first_send = feed.first_send;
+    Ok(out)
 }
 
 /// What the recall clients measured.
@@ -316,7 +229,7 @@ pub(crate) async fn recaller(
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<RecallOutcome> {
-    let mut client = target.connect().await?;
+    let mut client = target.connect().await?.stub();
     let mut out = RecallOutcome {
         latency: histogram(),
         count: 0,
@@ -403,15 +316,16 @@ pub(crate) async fn probes(
     if n == 0 {
         return Ok(out);
     }
-    let mut client = target.connect().await?;
-    let mut recall = client.clone();
-    let (tx, rx) = mpsc::channel::<pb::ObserveRequest>(16);
-    tx.send(observe_req(pb::observe_request::Kind::Init(pb::Init {
-        space: space.clone(),
-        ..Default::default()
-    })))
+    let client = target.connect().await?;
+    let mut recall = client.stub();
+    let mut stream = ObserveStream::open(
+        &client,
+        pb::Init {
+            space: space.clone(),
+            ..Default::default()
+        },
+    )
     .await?;
-    let mut inbound = client.observe(ReceiverStream::new(rx)).await?.into_inner();
     for p in 0..n {
         tokio::time::sleep(gap).await;
         let id = work.probe_id(p);
@@ -422,28 +336,23 @@ pub(crate) async fn probes(
         // Re-sent after a refusal; the clock starts at the send that is accepted.
         let (sent, acked_at, lsn) = loop {
             let sent = Instant::now();
-            tx.send(observe_req(pb::observe_request::Kind::Observation(
-                pb::Observation {
+            stream
+                .send(pb::Observation {
                     id: id.clone(),
                     content: format!("visibility probe {p}"),
                     embedding: v.clone(),
                     sequence: p + 1,
                     ..Default::default()
-                },
-            )))
-            .await?;
+                })
+                .await?;
             let ack = loop {
-                match inbound.message().await? {
-                    Some(pb::ObserveResponse {
-                        kind: Some(pb::observe_response::Kind::Acks(b)),
-                    }) => {
+                match stream.next().await? {
+                    Some(In::Acks(b)) => {
                         if let Some(a) = b.acks.into_iter().next() {
                             break a;
                         }
                     }
-                    Some(pb::ObserveResponse {
-                        kind: Some(pb::observe_response::Kind::Status(st)),
-                    }) => live.saw_state(st.state),
+                    Some(In::Status(st)) => live.saw_state(st.state),
                     Some(_) => {}
                     None => anyhow::bail!("probe session: the server ended the stream"),
                 }
@@ -487,10 +396,7 @@ pub(crate) async fn probes(
             }
         }
     }
-    tx.send(observe_req(pb::observe_request::Kind::Close(pb::Close {
-        drain: false,
-    })))
-    .await?;
+    stream.close(false).await?;
     Ok(out)
 }
 
@@ -511,7 +417,7 @@ pub(crate) async fn poll_stats(
     view: Arc<Mutex<ServerView>>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let mut client = target.connect().await?;
+    let mut client = target.connect().await?.stub();
     while !stop.load(Ordering::Relaxed) {
         let s = client.stats(pb::StatsRequest {}).await?.into_inner();
         if let Some(p) = s.pressure {

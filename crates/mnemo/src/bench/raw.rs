@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use super::workload::Workload;
-use mnemo_server::pb;
-use mnemo_server::pb::Metric;
+use mnemo_client::pb;
+use mnemo_client::pb::Metric;
 
 /// Inserts rows `0..n` and returns inserts per second (the vectors are made first,
 /// outside the timing).

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
+use super::BenchArgs;
+use super::checks::Audit;
 use super::load::{self, Live, ProbeOutcome, RecallOutcome, SessionOutcome};
-use super::{Audit, BenchArgs};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {

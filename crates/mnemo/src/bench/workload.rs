@@ -3,7 +3,7 @@
 //! a `.fvecs` data set; the queries; and exact ground truth by brute force.
 
 use anyhow::Context;
-use mnemo_server::pb::Metric;
+use mnemo_client::pb::Metric;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use std::path::Path;
 use uuid::Uuid;

@@ -1,0 +1,103 @@
+//! The checks after a run: recall@10 against the ground truth, and the audit of
+//! every stored record against the acks (nothing lost, nothing twice, nothing unacked).
+
+use mnemo_client::{Stub, pb};
+use serde::Serialize;
+use std::collections::HashMap;
+
+use super::workload::Workload;
+
+/// Recall@10 of the server against `truth` (row ids), 4 queries at a time. The
+/// probes are in the space too but not in the truth: each query asks for `probes`
+/// more and the first 10 workload rows count.
+pub(super) async fn recall_at_10(
+    admin: &mut Stub,
+    space: &str,
+    work: &Workload,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    probes: u32,
+) -> anyhow::Result<f64> {
+    use futures::StreamExt;
+    let asks = truth.iter().zip(queries).map(|(t, q)| {
+        let mut c = admin.clone();
+        let req = pb::RecallRequest {
+            space: space.to_string(),
+            cue: q.clone(),
+            k: 10 + probes,
+            ..Default::default()
+        };
+        async move {
+            let got = c.recall_once(req).await?.into_inner();
+            let found = got
+                .memories
+                .iter()
+                .filter_map(|m| work.index_of(&m.id))
+                .take(10)
+                .filter(|i| t.contains(i))
+                .count();
+            Ok::<_, tonic::Status>((found, t.len().min(10)))
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(asks)
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for r in results {
+        let (f, w) = r?;
+        found += f;
+        wanted += w;
+    }
+    Ok(if wanted == 0 {
+        0.0
+    } else {
+        found as f64 / wanted as f64
+    })
+}
+
+/// What the export found against what was acked.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Audit {
+    /// Acked ids missing, or stored at another LSN than acked.
+    pub(crate) lost: u64,
+    /// Ids stored more than once.
+    pub(crate) stored_twice: u64,
+    /// Records stored that no ack named.
+    pub(crate) unacked_stored: u64,
+    pub(crate) stored: u64,
+}
+
+pub(super) async fn audit(
+    admin: &mut Stub,
+    space: &str,
+    expected: &HashMap<String, u64>,
+) -> anyhow::Result<Audit> {
+    let mut stream = admin
+        .export(pb::ExportRequest {
+            space: space.to_string(),
+            batch_size: 4096,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    // Id → LSNs it is stored at.
+    let mut stored: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut a = Audit::default();
+    while let Some(m) = stream.message().await? {
+        for mem in m.memories {
+            a.stored += 1;
+            stored.entry(mem.id).or_default().push(mem.lsn);
+        }
+    }
+    a.stored_twice = stored.values().filter(|l| l.len() > 1).count() as u64;
+    a.unacked_stored = stored
+        .keys()
+        .filter(|id| !expected.contains_key(*id))
+        .count() as u64;
+    a.lost = expected
+        .iter()
+        .filter(|(id, lsn)| !stored.get(*id).is_some_and(|l| l.contains(lsn)))
+        .count() as u64;
+    Ok(a)
+}

@@ -1,0 +1,281 @@
+//! One benchmark run against a server: create the space, run the load (sessions,
+//! recall clients, visibility probes, Stats poller), wait for the index, then
+//! measure recall@10 and audit the stored records against the acks.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use mnemo_client::pb;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::checks::{audit, recall_at_10};
+use super::load::{self, Live, Plan, ServerView};
+use super::report::{self, Report};
+use super::side_runtime::SideRuntime;
+use super::workload::Workload;
+use super::{BenchArgs, RawInput, Truth};
+use crate::cmd::conn::Conn;
+use pb::Metric;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn drive(
+    args: &BenchArgs,
+    target: &Conn,
+    metric: Metric,
+    precision: pb::Precision,
+    rate: Option<f64>,
+    total: Option<u64>,
+    work: Arc<Workload>,
+    queries: Vec<Vec<f32>>,
+    truth: Truth,
+) -> anyhow::Result<(Report, RawInput)> {
+    let mut admin = target.connect().await?.stub();
+    let space = args
+        .space
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", mnemo_engine::now_us() / 1000));
+    let info = admin
+        .create_space(pb::CreateSpaceRequest {
+            name: space.clone(),
+            dim: work.dim() as u32,
+            metric: metric as i32,
+            precision: precision as i32,
+            m: args.index.m,
+            ef_construction: args.index.ef_construction,
+            ef_search: args.index.ef_search,
+        })
+        .await
+        .with_context(|| format!("creating space '{space}'"))?
+        .into_inner();
+
+    let live = Arc::new(Live::default());
+    let view = Arc::new(Mutex::new(ServerView::default()));
+    let stop_poll = Arc::new(AtomicBool::new(false));
+    let stop_recall = Arc::new(AtomicBool::new(false));
+    let poller = tokio::spawn(load::poll_stats(
+        target.clone(),
+        space.clone(),
+        Duration::from_millis(100),
+        Arc::clone(&live),
+        Arc::clone(&view),
+        Arc::clone(&stop_poll),
+    ));
+    let bar = progress(args.quiet, total);
+    let plan = Arc::new(Plan {
+        sessions: args.sessions,
+        total,
+        interval: rate.map(|r| Duration::from_secs_f64(args.sessions as f64 / r)),
+    });
+    let queries = Arc::new(queries);
+    // Sessions, and the recall clients that time what they see, run on runtimes of
+    // their own: a recall's answer is not kept waiting behind the ingest tasks.
+    let ingest_rt = SideRuntime::start("bench-ingest", args.ingest_nice)?;
+    let measure_rt = SideRuntime::start("bench-recall", 0)?;
+    let started = Instant::now();
+    let sessions: Vec<_> = (0..args.sessions)
+        .map(|s| {
+            ingest_rt.spawn(load::session(
+                target.clone(),
+                space.clone(),
+                s,
+                Arc::clone(&plan),
+                Arc::clone(&work),
+                Arc::clone(&live),
+            ))
+        })
+        .collect();
+    let recall_clients = if args.recall_qps > 0.0 {
+        (args.recall_qps.ceil() as usize).clamp(1, 4)
+    } else {
+        0
+    };
+    let recall_interval = if recall_clients > 0 {
+        Duration::from_secs_f64(recall_clients as f64 / args.recall_qps)
+    } else {
+        Duration::ZERO
+    };
+    let recallers: Vec<_> = (0..recall_clients)
+        .map(|c| {
+            measure_rt.spawn(load::recaller(
+                target.clone(),
+                space.clone(),
+                Arc::clone(&queries),
+                c * 7919,
+                load::Pace {
+                    interval: recall_interval,
+                    phase: recall_interval.mul_f64(c as f64 / recall_clients as f64),
+                },
+                Arc::clone(&live),
+                Arc::clone(&stop_recall),
+            ))
+        })
+        .collect();
+    let probes = measure_rt.spawn(load::probes(
+        target.clone(),
+        space.clone(),
+        Arc::clone(&work),
+        args.seed,
+        args.probes,
+        Duration::from_millis(args.probe_gap_ms),
+        Arc::clone(&live),
+    ));
+    // Progress, and the end of a --duration run.
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
+    let ticker = {
+        let (live, view, bar) = (Arc::clone(&live), Arc::clone(&view), bar.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    live.time_up.store(true, Ordering::Relaxed);
+                }
+                show(&bar, &live, &view, started);
+            }
+        })
+    };
+    let mut outcomes = Vec::new();
+    for s in sessions {
+        outcomes.push(s.await??);
+    }
+    let ingest_end = Instant::now();
+    stop_recall.store(true, Ordering::Relaxed);
+    bar.set_message("waiting for the index to catch up …");
+    // Everything up to the last observation's LSN in the graph: the end of the
+    // sustained indexing rate (probes still running do not hold it back).
+    let committed = outcomes
+        .iter()
+        .flat_map(|o| o.acked.iter().map(|&(_, lsn)| lsn))
+        .max()
+        .unwrap_or(0);
+    loop {
+        let d = admin
+            .describe_space(pb::DescribeSpaceRequest {
+                name: space.clone(),
+            })
+            .await?
+            .into_inner();
+        if d.stats.unwrap_or_default().indexed_lsn >= committed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let indexed_at = Instant::now();
+    let mut recall_outcomes = Vec::new();
+    for r in recallers {
+        recall_outcomes.push(r.await??);
+    }
+    let probe = probes.await??;
+    ticker.abort();
+    stop_poll.store(true, Ordering::Relaxed);
+    poller.await??;
+    bar.finish_and_clear();
+    let stats = admin.stats(pb::StatsRequest {}).await?.into_inner();
+
+    // Recall@10 on the full snapshot, against the rows actually stored.
+    let mut rows: Vec<u64> = outcomes
+        .iter()
+        .flat_map(|o| o.acked.iter().map(|&(row, _)| row))
+        .collect();
+    rows.sort_unstable();
+    let whole_set = work.len() == Some(rows.len() as u64);
+    let (truth, truth_source) = match truth {
+        Some(t) if whole_set => (Some(t), "file"),
+        _ if args.exact_queries > 0 => {
+            let qs: Vec<Vec<f32>> = queries.iter().take(args.exact_queries).cloned().collect();
+            let (w, r) = (Arc::clone(&work), rows.clone());
+            let t = tokio::task::spawn_blocking(move || w.exact_top_k(metric, &r, &qs, 10)).await?;
+            (Some(t), "exact")
+        }
+        _ => (None, "none"),
+    };
+    let recall_at_10 = match &truth {
+        Some(t) => Some(
+            recall_at_10(
+                &mut admin,
+                &space,
+                &work,
+                &queries,
+                t,
+                probe.acked.len() as u32,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+
+    // The exhaustive check: every acked id present once, at its acked LSN.
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    for o in &outcomes {
+        for &(row, lsn) in &o.acked {
+            expected.insert(work.id(row), lsn);
+        }
+    }
+    for (id, lsn) in &probe.acked {
+        expected.insert(id.clone(), *lsn);
+    }
+    let audit = audit(&mut admin, &space, &expected).await?;
+
+    if args.addr.is_some() && !args.keep {
+        admin
+            .drop_space(pb::DropSpaceRequest {
+                name: space.clone(),
+            })
+            .await?;
+    }
+    let report = Report::build(report::Inputs {
+        args,
+        started,
+        ingest_end,
+        indexed_at,
+        committed,
+        sessions: outcomes,
+        recalls: recall_outcomes,
+        probes: probe,
+        live: &live,
+        server_peak_rss: stats
+            .server_peak_rss_bytes
+            .max(view.lock().map(|v| v.peak_rss).unwrap_or(0)),
+        recall_at_10,
+        truth_source,
+        audit,
+        space: &space,
+    });
+    let raw = args
+        .compare_raw
+        .then(|| (Arc::clone(&work), rows.len() as u64, info));
+    Ok((report, raw))
+}
+
+fn progress(quiet: bool, total: Option<u64>) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} {bar:30} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn show(bar: &ProgressBar, live: &Live, view: &Mutex<ServerView>, started: Instant) {
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    let accepted = live.accepted.load(Ordering::Relaxed);
+    let v = view.lock().map(|v| *v).unwrap_or_default();
+    bar.set_position(accepted);
+    bar.set_message(format!(
+        "accepted {accepted} ({:.0}/s)  indexed {} ({:.0}/s)  {}  rejected {}  recalls {}",
+        accepted as f64 / secs,
+        v.indexed,
+        v.indexed as f64 / secs,
+        load::state_name(live.state.load(Ordering::Relaxed)),
+        live.rejected.load(Ordering::Relaxed),
+        live.recalls.load(Ordering::Relaxed),
+    ));
+}

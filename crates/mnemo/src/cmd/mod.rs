@@ -1,0 +1,10 @@
+//! The client commands (against a running server) and helpers.
+
+pub(crate) mod conn;
+#[cfg(feature = "server")]
+pub(crate) mod key;
+pub(crate) mod observe;
+pub(crate) mod recall;
+pub(crate) mod space;
+pub(crate) mod stats;
+pub(crate) mod synth;
