@@ -1,7 +1,8 @@
 //! A one-command tour of the engine: open a data directory, create a space, stream
 //! observations into it while recalling from it, then reopen and recall again.
 //!
-//! `cargo run --release --example demo -- [DATA_DIR] [COUNT]`
+//! `cargo run --release --example demo -- [DATA_DIR] [COUNT]` (default: `mnemo-demo` in
+//! the system temporary directory, emptied first).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mnemo_engine::{Engine, EngineConfig, Observation, RecallRequest, SpaceConfig};
@@ -26,7 +27,9 @@ fn embedding(i: u64) -> Vec<f32> {
 
 fn main() -> mnemo_engine::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().unwrap_or_else(|| "mnemo-data-demo".into());
+    let dir = args
+        .next()
+        .unwrap_or_else(|| std::env::temp_dir().join("mnemo-demo").display().to_string());
     let count: u64 = args.next().and_then(|c| c.parse().ok()).unwrap_or(20_000);
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -3,12 +3,12 @@
 //! A [`RecallCursor`] is bound to one snapshot LSN `S`: it only ever returns records
 //! with `lsn <= S`, and since LSNs are dense and records immutable, the records
 //! `1..=S` are exactly the ones committed before the snapshot. The first batch ranks
-//! all `k`: it scans the whole fresh tier (8-bit codes), *then* searches the HNSW
-//! graph (a record leaves the fresh tier only after it is in the graph, so nothing
-//! committed falls between the two), merges the candidates by LSN and re-scores the
-//! best of them exactly with the f32 vector from the log. Batches then read the
-//! ranked records in order, so a recall costs one search however many batches it is
-//! delivered in.
+//! all `k`: it scans the fresh tier (`index/fresh/scan.rs`), *then* searches the
+//! HNSW graph (a record leaves the fresh tier only after it is in the graph, so
+//! nothing committed falls between the two), merges the candidates by LSN and
+//! re-scores the best `k` + a margin exactly with the f32 vector from the log
+//! (`Space::read_memory`). Batches then read the ranked records in order, so a recall
+//! costs one search however many batches it is delivered in.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
