@@ -27,9 +27,12 @@ fn embedding(i: u64) -> Vec<f32> {
 
 fn main() -> mnemo_engine::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args
-        .next()
-        .unwrap_or_else(|| std::env::temp_dir().join("mnemo-demo").display().to_string());
+    let dir = args.next().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("mnemo-demo")
+            .display()
+            .to_string()
+    });
     let count: u64 = args.next().and_then(|c| c.parse().ok()).unwrap_or(20_000);
     let _ = std::fs::remove_dir_all(&dir);
 

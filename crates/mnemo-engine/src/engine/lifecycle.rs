@@ -13,26 +13,20 @@ use crate::log::Log;
 impl Engine {
     pub(super) fn start_threads(&self) -> Result<()> {
         let mut threads = self.threads.lock();
-        for i in 0..self.inner.config.index_threads {
+        let mut spawn = |name: String, run: fn(&Inner)| -> Result<()> {
             let inner = Arc::clone(&self.inner);
             let h = std::thread::Builder::new()
-                .name(format!("mnemo-index-{i}"))
-                .spawn(move || workers::run(&inner))
+                .name(name)
+                .spawn(move || run(&inner))
                 .map_err(|e| Error::io("thread", e))?;
             threads.push(h);
+            Ok(())
+        };
+        for i in 0..self.inner.config.index_threads {
+            spawn(format!("mnemo-index-{i}"), workers::run)?;
         }
-        let inner = Arc::clone(&self.inner);
-        let h = std::thread::Builder::new()
-            .name("mnemo-pressure".into())
-            .spawn(move || monitor::run(&inner))
-            .map_err(|e| Error::io("thread", e))?;
-        threads.push(h);
-        let inner = Arc::clone(&self.inner);
-        let h = std::thread::Builder::new()
-            .name("mnemo-checkpoint".into())
-            .spawn(move || checkpointer(&inner))
-            .map_err(|e| Error::io("thread", e))?;
-        threads.push(h);
+        spawn("mnemo-pressure".into(), monitor::run)?;
+        spawn("mnemo-checkpoint".into(), checkpointer)?;
         Ok(())
     }
 

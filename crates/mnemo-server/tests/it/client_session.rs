@@ -144,7 +144,10 @@ async fn overload_refusals_are_retried_until_everything_is_stored() {
         .await
         .unwrap();
     assert_eq!(done.accepted, 3000);
-    assert!(done.refused > 0, "the load was meant to be refused: {done:?}");
+    assert!(
+        done.refused > 0,
+        "the load was meant to be refused: {done:?}"
+    );
     assert!(seen.statuses > 0, "pressure changes are reported");
     let stored = stored(&c, "s").await;
     assert_eq!(stored.len(), 3000);
