@@ -30,6 +30,7 @@ mod engine;
 mod error;
 mod index;
 mod ingest;
+pub mod io;
 mod log;
 mod recall;
 mod record;

@@ -22,7 +22,6 @@ pub use admission::{ObserveTicket, Observed};
 pub use session::{Ack, AckKind, Session, SessionTicket};
 
 use parking_lot::{Condvar, Mutex};
-use std::fs::File;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -33,6 +32,7 @@ use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::ingest::pressure::PressureReport;
 use crate::ingest::stats::IngestStats;
+use crate::io::FileSystem;
 use crate::log::{FileLog, Log, LogStats};
 use crate::recall::{RecallCursor, RecallRequest};
 use crate::record::ObservationRecord;
@@ -56,7 +56,10 @@ struct Inner {
     /// Wakes the checkpointer at shutdown.
     stop_lock: Mutex<()>,
     stop_cv: Condvar,
-    _lock: File,
+    /// The file system every file goes through (see [`crate::io`]).
+    fs: Arc<dyn FileSystem>,
+    /// The data directory's lock, held while the engine lives.
+    _lock: Box<dyn Send + Sync>,
 }
 
 /// The Mnemo engine. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -200,6 +203,9 @@ impl Engine {
             )));
         }
         let end = upto.min(after.saturating_add(max as u64));
+        if after >= end {
+            return Ok(Vec::new());
+        }
         ((after + 1)..=end)
             .map(|lsn| space.read_memory(self.inner.log.as_ref(), lsn))
             .collect()

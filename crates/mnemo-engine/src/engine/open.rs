@@ -3,7 +3,6 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -16,11 +15,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::hnsw::Hnsw;
 use crate::ingest::pressure::PressureReport;
 use crate::ingest::queue::Item;
+use crate::io::{FileSystem, StdFs};
 use crate::log::{CommitSink, Committed, FileLog, Log};
 use crate::record::ObservationRecord;
 use crate::space::catalog::Catalog;
 use crate::space::{Space, checkpoint};
-use crate::types::{Lane, SpaceNo};
+use crate::types::{Lane, Lsn, SpaceInfo, SpaceNo};
 
 pub(super) fn space_dir(data_dir: &Path, no: SpaceNo) -> PathBuf {
     data_dir.join("spaces").join(no.0.to_string())
@@ -31,39 +31,40 @@ impl Engine {
     /// loads each space's checkpoint (or rebuilds its index from the log), replays
     /// the log tail into the fresh tier, and recovers session high-water marks.
     pub fn open(config: EngineConfig) -> Result<Engine> {
+        Self::open_in(config, Arc::new(StdFs))
+    }
+
+    /// [`Engine::open`] on the file system `fs` (a simulated disk in tests).
+    pub fn open_in(config: EngineConfig, fs: Arc<dyn FileSystem>) -> Result<Engine> {
         config.validate()?;
         let data = config.data_dir.clone();
-        fs::create_dir_all(data.join("spaces")).at(&data)?;
+        fs.create_dir_all(&data.join("spaces")).at(&data)?;
         let lock_path = data.join("LOCK");
-        let lock = File::create(&lock_path).at(&lock_path)?;
-        if lock.try_lock().is_err() {
-            return Err(Error::invalid(format!(
-                "data directory {} is in use by another Mnemo process",
-                data.display()
-            )));
-        }
-        let catalog = Catalog::load(&data)?;
+        let lock = fs.lock(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::invalid(format!(
+                    "data directory {} is in use by another Mnemo process",
+                    data.display()
+                ))
+            } else {
+                Error::io(&lock_path, e)
+            }
+        })?;
+        let catalog = Catalog::load(fs.as_ref(), &data)?;
         let registry = Arc::new(Registry::new(&config));
         let mut checkpoints = HashMap::new();
         for info in &catalog.spaces {
             let dir = space_dir(&data, info.no);
-            fs::create_dir_all(&dir).at(&dir)?;
-            let (hnsw, ckpt) = match checkpoint::load(&dir, &info.config) {
+            fs.create_dir_all(&dir).at(&dir)?;
+            let (hnsw, ckpt) = match checkpoint::load(fs.as_ref(), &dir, &info.config) {
                 Some(found) => found,
                 None => (Hnsw::new(&info.config, config.index_shards())?, 0),
             };
             checkpoints.insert(info.no, ckpt);
-            let space = Space::new(
-                info.clone(),
-                dir,
-                hnsw,
-                ckpt,
-                config.fresh_rows(info.config.dim, info.config.index.precision),
-                Arc::clone(&registry.recalls),
-            );
+            let space = build_space(&fs, &config, &registry, info.clone(), hnsw, ckpt);
             registry.by_no.write().insert(info.no, Arc::new(space));
         }
-        remove_dropped_space_dirs(&data, &catalog)?;
+        remove_dropped_space_dirs(fs.as_ref(), &data, &catalog)?;
 
         let live: HashSet<SpaceNo> = catalog.spaces.iter().map(|s| s.no).collect();
         let started = Instant::now();
@@ -88,7 +89,8 @@ impl Engine {
                 }
             };
             let sink: Arc<dyn CommitSink> = Arc::clone(&registry) as Arc<dyn CommitSink>;
-            FileLog::open(
+            FileLog::open_in(
+                Arc::clone(&fs),
                 &data.join("log"),
                 config.log.clone(),
                 &live,
@@ -102,14 +104,11 @@ impl Engine {
         for space in registry.list() {
             let last = log.last_lsn(space.info.no).unwrap_or(0);
             let ckpt = checkpoints.get(&space.info.no).copied().unwrap_or(0);
-            if ckpt > last {
-                // The checkpoint claims records the log does not have: do not trust it.
-                return Err(Error::Corruption {
-                    path: space.dir.clone(),
-                    offset: 0,
-                    detail: format!("checkpoint covers LSN {ckpt} but the log ends at {last}"),
-                });
-            }
+            let space = if ckpt > last {
+                rebuild_without_checkpoint(&fs, &registry, &log, &space, &config, ckpt, last)?
+            } else {
+                space
+            };
             space.publish(last);
             space.refresh_indexed();
             if !space.queue.is_empty() {
@@ -138,6 +137,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             stop_lock: Mutex::new(()),
             stop_cv: Condvar::new(),
+            fs,
             _lock: lock,
         });
         let engine = Engine {
@@ -149,15 +149,75 @@ impl Engine {
     }
 }
 
-fn remove_dropped_space_dirs(data: &Path, catalog: &Catalog) -> Result<()> {
+/// A checkpoint that covers LSNs the log does not have (a power loss under
+/// `durability = buffered`: the log's tail was in the page cache, the checkpoint
+/// was synced) cannot be trusted: its graph holds records that no longer exist.
+/// The checkpoint is discarded and the space rebuilt from the log alone.
+fn rebuild_without_checkpoint(
+    fs: &Arc<dyn FileSystem>,
+    registry: &Registry,
+    log: &FileLog,
+    stale: &Space,
+    config: &EngineConfig,
+    ckpt: Lsn,
+    last: Lsn,
+) -> Result<Arc<Space>> {
+    tracing::warn!(
+        space = stale.info.name,
+        checkpoint_lsn = ckpt,
+        log_end = last,
+        "the checkpoint covers records the log does not have (power loss with durability = buffered?): \
+         discarding it and rebuilding the index from the log"
+    );
+    checkpoint::discard(fs.as_ref(), &stale.dir)?;
+    let info = stale.info.clone();
+    let hnsw = Hnsw::new(&info.config, config.index_shards())?;
+    let space = Arc::new(build_space(fs, config, registry, info.clone(), hnsw, 0));
+    registry.by_no.write().insert(info.no, Arc::clone(&space));
+    for lsn in 1..=last {
+        let body = log.read(info.no, lsn)?;
+        let c = Committed {
+            space: info.no,
+            lsn,
+            body: &body,
+            hint: 0,
+        };
+        recover_record(registry, &space, c, config.index_batch, &config.data_dir)?;
+    }
+    Ok(space)
+}
+
+/// A space's in-memory state around its graph (`hnsw`, holding every LSN up to
+/// `ckpt`).
+pub(super) fn build_space(
+    fs: &Arc<dyn FileSystem>,
+    config: &EngineConfig,
+    registry: &Registry,
+    info: SpaceInfo,
+    hnsw: Hnsw,
+    ckpt: Lsn,
+) -> Space {
+    let dir = space_dir(&config.data_dir, info.no);
+    let rows = config.fresh_rows(info.config.dim, info.config.index.precision);
+    Space::new(
+        Arc::clone(fs),
+        info,
+        dir,
+        hnsw,
+        ckpt,
+        rows,
+        Arc::clone(&registry.recalls),
+    )
+}
+
+fn remove_dropped_space_dirs(fs: &dyn FileSystem, data: &Path, catalog: &Catalog) -> Result<()> {
     let live: HashSet<String> = catalog.spaces.iter().map(|s| s.no.0.to_string()).collect();
     let dir = data.join("spaces");
-    for entry in fs::read_dir(&dir).at(&dir)? {
-        let entry = entry.at(&dir)?;
-        if !live.contains(&*entry.file_name().to_string_lossy()) {
-            let p = entry.path();
+    for name in fs.list_dir(&dir).at(&dir)? {
+        if !live.contains(&name) {
+            let p = dir.join(&name);
             tracing::info!(path = %p.display(), "removing data of a dropped space");
-            fs::remove_dir_all(&p).at(&p)?;
+            fs.remove_dir_all(&p).at(&p)?;
         }
     }
     Ok(())

@@ -57,13 +57,23 @@ impl SessionTable {
         self.map.lock().len()
     }
 
-    /// Forgets sessions idle for `timeout` with nothing in flight.
+    /// Forgets sessions idle for `timeout` with nothing in flight. "Nothing in flight"
+    /// is read from the log, not from the credits: a credit returns when its ticket
+    /// is dropped (a client gone), while the append may still be queued; a session
+    /// forgotten then would be reopened below that append's sequence and take it again.
     pub(super) fn expire_idle(&self, timeout: Duration) {
         let now = Instant::now();
         self.map.lock().retain(|_, s| {
             let mut st = s.inner.lock();
+            let admitted = st.next_seq - 1;
+            let settled = s
+                .space
+                .session_high_water(&s.id)
+                .is_some_and(|(seq, _)| seq >= admitted)
+                || admitted == 0;
             let idle = now.duration_since(st.last_active) >= timeout
-                && s.in_flight.load(Ordering::Acquire) == 0;
+                && s.in_flight.load(Ordering::Acquire) == 0
+                && settled;
             if idle {
                 st.closed = Some("expired after being idle");
                 tracing::debug!(session = s.id, "session expired");
@@ -393,11 +403,15 @@ impl std::fmt::Debug for SessionTicket {
     }
 }
 
-/// The original ack of a duplicate, if its record has committed; an error if it
-/// never will.
+/// The original ack of a duplicate, once its record is visible (published: a
+/// recall made after the ack finds it); an error if it never will be.
 fn duplicate_ack(seq: u64, state: &SessionState, engine: &Inner) -> Result<Option<Ack>> {
     let space = &state.space;
-    if let Some(lsn) = space.session_lsn(&state.id, seq) {
+    // The session mark is set while the commit sink applies a batch, before the
+    // batch is published: wait for the publish, as the original's own ack does.
+    if let Some(lsn) = space.session_lsn(&state.id, seq)
+        && lsn <= space.committed.get()
+    {
         let memory = space.read_memory(engine.log.as_ref(), lsn)?;
         return Ok(Some(Ack {
             seq,

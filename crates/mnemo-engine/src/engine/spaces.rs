@@ -1,16 +1,15 @@
 //! Creating and dropping spaces: the catalog file is rewritten first, then the
 //! registry and the log learn of the change.
 
-use std::fs::{self};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Engine;
-use super::open::space_dir;
+use super::open::{build_space, space_dir};
 use crate::error::{Error, IoContext, Result};
 use crate::index::hnsw::Hnsw;
 use crate::log::Log;
-use crate::space::Space;
+
 use crate::types::{SpaceConfig, SpaceInfo, SpaceStats, now_us, validate_space_name};
 
 impl Engine {
@@ -31,20 +30,20 @@ impl Engine {
             config,
             created_at_us: now_us(),
         };
-        let dir = space_dir(&self.inner.config.data_dir, no);
-        fs::create_dir_all(&dir).at(&dir)?;
-        let space = Space::new(
+        let inner = &self.inner;
+        let dir = space_dir(&inner.config.data_dir, no);
+        inner.fs.create_dir_all(&dir).at(&dir)?;
+        let hnsw = Hnsw::new(&info.config, inner.config.index_shards())?;
+        let space = build_space(
+            &inner.fs,
+            &inner.config,
+            &inner.registry,
             info.clone(),
-            dir,
-            Hnsw::new(&info.config, self.inner.config.index_shards())?,
+            hnsw,
             0,
-            self.inner
-                .config
-                .fresh_rows(info.config.dim, info.config.index.precision),
-            Arc::clone(&self.inner.registry.recalls),
         );
         next.spaces.push(info.clone());
-        next.save(&self.inner.config.data_dir)?;
+        next.save(inner.fs.as_ref(), &inner.config.data_dir)?;
         *catalog = next;
         self.inner
             .registry
@@ -78,7 +77,7 @@ impl Engine {
         let space = self.inner.registry.by_name(name)?;
         let mut next = catalog.clone();
         next.spaces.retain(|s| s.name != name);
-        next.save(&self.inner.config.data_dir)?;
+        next.save(self.inner.fs.as_ref(), &self.inner.config.data_dir)?;
         *catalog = next;
         space.dropped.store(true, Ordering::Release);
         self.inner.registry.by_no.write().remove(&space.info.no);
@@ -92,7 +91,7 @@ impl Engine {
         self.inner.sessions.forget_space(space.info.no);
         self.inner.log.forget_space(space.info.no)?;
         let _no_checkpoint = space.checkpoint_lock.lock();
-        fs::remove_dir_all(&space.dir).at(&space.dir)?;
+        self.inner.fs.remove_dir_all(&space.dir).at(&space.dir)?;
         Ok(())
     }
 

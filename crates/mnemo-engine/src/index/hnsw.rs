@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::gate::RecallGate;
 use crate::error::{Error, Result};
+use crate::io::FileSystem;
 use crate::types::{IndexParams, Lsn, Metric, Precision, SpaceConfig};
 
 /// Concurrent calls allowed into one index (usearch thread slots).
@@ -271,11 +272,13 @@ impl Shard {
         Ok(m.keys.into_iter().zip(m.distances).collect())
     }
 
-    /// Writes the index to `path` (inserts wait; searches continue).
-    fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the index to `path` (inserts wait; searches continue) and returns how
+    /// many records the file holds, counted under the same lock.
+    fn save(&self, path: &Path) -> Result<usize> {
         let _no_adds = self.add_lock.lock();
         let index = self.index.read();
-        index.save(&path.to_string_lossy()).map_err(index_err)
+        index.save(&path.to_string_lossy()).map_err(index_err)?;
+        Ok(index.size())
     }
 
     /// Bytes of memory the index has reserved.
@@ -307,13 +310,24 @@ impl Hnsw {
     }
 
     /// Loads one shard per file; checks each matches `config`.
-    pub(crate) fn load(paths: &[PathBuf], config: &SpaceConfig) -> Result<Self> {
+    pub(crate) fn load(
+        fs: &dyn FileSystem,
+        paths: &[PathBuf],
+        config: &SpaceConfig,
+    ) -> Result<Self> {
         if paths.is_empty() {
             return Err(Error::Index("a checkpoint names no index file".into()));
         }
         let shards = paths
             .iter()
-            .map(|p| Shard::load(p, config, paths.len()))
+            .map(|p| {
+                let mut shard = None;
+                fs.read_via_path(p, &mut |real| {
+                    shard = Some(Shard::load(real, config, paths.len())?);
+                    Ok(())
+                })?;
+                shard.ok_or_else(|| Error::Index(format!("{} was not loaded", p.display())))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Hnsw {
             shards,
@@ -400,7 +414,9 @@ impl Hnsw {
     }
 
     /// Writes shard `i` to `paths[i]` (inserts into that shard wait; searches go on).
-    pub(crate) fn save(&self, paths: &[PathBuf]) -> Result<()> {
+    /// Returns the records each file holds: inserts go on into the shards already
+    /// written while the others are saved, so the counts are taken file by file.
+    pub(crate) fn save(&self, fs: &dyn FileSystem, paths: &[PathBuf]) -> Result<Vec<usize>> {
         if paths.len() != self.shards.len() {
             return Err(Error::Index(format!(
                 "{} paths for {} shards",
@@ -408,15 +424,18 @@ impl Hnsw {
                 self.shards.len()
             )));
         }
-        for (shard, path) in self.shards.iter().zip(paths) {
-            shard.save(path)?;
-        }
-        Ok(())
-    }
-
-    /// Records per shard.
-    pub(crate) fn shard_lens(&self) -> Vec<usize> {
-        self.shards.iter().map(Shard::len).collect()
+        self.shards
+            .iter()
+            .zip(paths)
+            .map(|(shard, path)| {
+                let mut count = 0;
+                fs.write_via_path(path, &mut |real| {
+                    count = shard.save(real)?;
+                    Ok(())
+                })?;
+                Ok(count)
+            })
+            .collect()
     }
 
     /// Bytes of memory the shards have reserved.
@@ -472,8 +491,8 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let p = vec![dir.path().join("i0.usearch"), dir.path().join("i1.usearch")];
-        h.save(&p).unwrap();
-        let back = Hnsw::load(&p, &cfg).unwrap();
+        h.save(&crate::io::StdFs, &p).unwrap();
+        let back = Hnsw::load(&crate::io::StdFs, &p, &cfg).unwrap();
         assert_eq!(back.shard_count(), 2);
         assert_eq!(back.len(), 3000);
         assert!(back.contains(42));

@@ -5,8 +5,6 @@
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +14,16 @@ use std::thread::JoinHandle;
 use super::config::LogConfig;
 use super::free_space::FreeSpace;
 use super::recovery::recover_segment;
-use super::segment::{RecordPos, Segment, create_segment, segment_path, sync_dir};
+use super::segment::{RecordPos, Segment, create_segment, list_segments};
 use super::writer::{AppendRequest, writer_loop};
 use super::{AppendTicket, CommitSink, Committed, Log, LogStats, frame};
 use crate::error::{Error, IoContext, Result};
+use crate::io::{FileSystem, StdFs};
 use crate::types::{Lsn, SpaceNo};
 
 /// State shared by the log handle and its writer thread.
 pub(super) struct Shared {
+    pub(super) fs: Arc<dyn FileSystem>,
     pub(super) dir: PathBuf,
     pub(super) config: LogConfig,
     /// Per live space: positions of its records, indexed by `lsn - 1`.
@@ -54,12 +54,8 @@ impl std::fmt::Debug for FileLog {
 }
 
 impl FileLog {
-    /// Opens (or creates) the log in `dir`, recovering what is there.
-    ///
-    /// Every valid record of a space in `live` is passed to `recovered` in log order.
-    /// A torn or corrupt tail of the last segment is cut; damage anywhere else is
-    /// [`Error::Corruption`] naming the file and offset. Segments holding no live
-    /// space's records are deleted.
+    /// Opens (or creates) the log in `dir` on the real file system; see
+    /// [`FileLog::open_in`].
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -67,37 +63,51 @@ impl FileLog {
         recovered: &mut dyn FnMut(Committed<'_>),
         sink: Arc<dyn CommitSink>,
     ) -> Result<FileLog> {
-        config.validate()?;
-        fs::create_dir_all(dir).at(dir)?;
-        let mut numbers = Vec::new();
-        for entry in fs::read_dir(dir).at(dir)? {
-            let entry = entry.at(dir)?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(no) = name
-                .strip_suffix(".seg")
-                .and_then(|n| n.parse::<u32>().ok())
-            {
-                numbers.push(no);
-            }
-        }
-        numbers.sort_unstable();
+        Self::open_in(Arc::new(StdFs), dir, config, live, recovered, sink)
+    }
 
+    /// Opens (or creates) the log in `dir` on `fs`, recovering what is there.
+    ///
+    /// Every valid record of a space in `live` is passed to `recovered` in log order.
+    /// A torn tail of the last segment (damage with no valid frame after it) is
+    /// copied to `quarantine/` and cut; damage with valid frames after it, or in a
+    /// sealed segment, is [`Error::Corruption`] naming the file and offset, and
+    /// nothing is cut (`mnemo repair` re-synchronises past it). Segments holding no
+    /// live space's records are deleted.
+    pub fn open_in(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        config: LogConfig,
+        live: &HashSet<SpaceNo>,
+        recovered: &mut dyn FnMut(Committed<'_>),
+        sink: Arc<dyn CommitSink>,
+    ) -> Result<FileLog> {
+        config.validate()?;
+        fs.create_dir_all(dir).at(dir)?;
+        let numbers = list_segments(fs.as_ref(), dir)?;
         let mut spaces: HashMap<SpaceNo, Vec<RecordPos>> =
             live.iter().map(|s| (*s, Vec::new())).collect();
         let mut segments = BTreeMap::new();
         let mut scratch = Vec::new();
         for (i, &no) in numbers.iter().enumerate() {
             let is_last = i + 1 == numbers.len();
-            let path = segment_path(dir, no);
-            let seg = recover_segment(&path, no, is_last, &mut scratch, &mut spaces, recovered)?;
+            let seg = recover_segment(
+                fs.as_ref(),
+                dir,
+                no,
+                is_last,
+                &mut scratch,
+                &mut spaces,
+                recovered,
+            )?;
             segments.insert(no, seg);
         }
         if segments.is_empty() {
-            segments.insert(0, create_segment(dir, 0)?);
+            segments.insert(0, create_segment(fs.as_ref(), dir, 0)?);
         }
 
         let shared = Arc::new(Shared {
+            fs,
             dir: dir.to_path_buf(),
             config,
             spaces: RwLock::new(spaces),
@@ -157,11 +167,11 @@ impl Shared {
         for no in dead {
             if let Some(seg) = segments.remove(&no) {
                 tracing::info!(path = %seg.path.display(), "reclaiming log segment");
-                fs::remove_file(&seg.path).at(&seg.path)?;
+                self.fs.remove_file(&seg.path).at(&seg.path)?;
             }
         }
         drop(segments);
-        sync_dir(&self.dir)
+        self.fs.sync_dir(&self.dir).at(&self.dir)
     }
 }
 
@@ -231,7 +241,7 @@ impl Log for FileLog {
             let seg = segments
                 .get(&pos.segment)
                 .ok_or_else(|| Error::Corruption {
-                    path: segment_path(&self.shared.dir, pos.segment),
+                    path: super::segment::segment_path(&self.shared.dir, pos.segment),
                     offset: u64::from(pos.offset),
                     detail: "segment of a live record is missing".into(),
                 })?;
@@ -275,7 +285,7 @@ impl Log for FileLog {
             bytes_on_disk: segments.values().map(|seg| seg.len).sum(),
             group_commits: s.group_commits.load(Ordering::Relaxed),
             records_committed: s.records_committed.load(Ordering::Relaxed),
-            free_bytes: s.free.get(&s.dir),
+            free_bytes: s.free.get(s.fs.as_ref(), &s.dir),
         }
     }
 
@@ -294,7 +304,10 @@ impl Log for FileLog {
         if reserve == 0 {
             return Ok(());
         }
-        let free = self.shared.free.get(&self.shared.dir);
+        let free = self
+            .shared
+            .free
+            .get(self.shared.fs.as_ref(), &self.shared.dir);
         if free < reserve {
             return Err(Error::StorageFull {
                 path: self.shared.dir.clone(),

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::io::FileSystem;
+
 /// Free space on the log's volume, sampled at most every [`FreeSpace::MAX_AGE`].
 pub(super) struct FreeSpace {
     epoch: std::time::Instant,
@@ -25,13 +27,11 @@ impl FreeSpace {
 
     /// Free bytes now (a sample at most `MAX_AGE` old); `u64::MAX` if the volume
     /// cannot tell. Concurrent callers may both sample: harmless.
-    pub(super) fn get(&self, dir: &Path) -> u64 {
+    pub(super) fn get(&self, fs: &dyn FileSystem, dir: &Path) -> u64 {
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let last = self.sampled_ms.load(Ordering::Relaxed);
         if last == 0 || now.saturating_sub(last) >= Self::MAX_AGE.as_millis() as u64 {
-            let free = rustix::fs::statvfs(dir)
-                .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
-                .unwrap_or(u64::MAX);
+            let free = fs.free_bytes(dir).unwrap_or(u64::MAX);
             self.bytes.store(free, Ordering::Relaxed);
             self.sampled_ms.store(now, Ordering::Relaxed);
         }

@@ -14,6 +14,7 @@ mod file;
 pub(crate) mod frame;
 mod free_space;
 mod recovery;
+mod scan;
 mod segment;
 mod writer;
 

@@ -1,13 +1,12 @@
 //! Segment files: naming, creation, and where a committed frame lives in them.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::frame;
 use crate::error::{IoContext, Result};
+use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::types::SpaceNo;
 
 /// Where a committed frame lives.
@@ -21,7 +20,7 @@ pub(super) struct RecordPos {
 /// One open segment file.
 pub(super) struct Segment {
     pub(super) path: PathBuf,
-    pub(super) file: Arc<File>,
+    pub(super) file: Arc<dyn FileHandle>,
     /// Spaces with at least one record in this segment.
     pub(super) spaces: HashSet<SpaceNo>,
     pub(super) len: u64,
@@ -31,25 +30,30 @@ pub(super) fn segment_path(dir: &Path, no: u32) -> PathBuf {
     dir.join(format!("{no:010}.seg"))
 }
 
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
-}
-
-pub(super) fn create_segment(dir: &Path, no: u32) -> Result<Segment> {
+/// Creates segment `no`, its header durable and its directory entry too: a segment
+/// holds acked records only once both are.
+pub(super) fn create_segment(fs: &dyn FileSystem, dir: &Path, no: u32) -> Result<Segment> {
     let path = segment_path(dir, no);
-    let file = OpenOptions::new()
-        .create_new(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .at(&path)?;
+    let file = fs.open(&path, OpenMode::CreateNew).at(&path)?;
     file.write_all_at(&frame::segment_header(), 0).at(&path)?;
     file.sync_all().at(&path)?;
-    sync_dir(dir)?;
+    fs.sync_dir(dir).at(dir)?;
     Ok(Segment {
         path,
-        file: Arc::new(file),
+        file,
         spaces: HashSet::new(),
         len: frame::SEGMENT_HEADER as u64,
     })
+}
+
+/// Numbers of the segment files in `dir`, in order.
+pub(super) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<u32>> {
+    let mut numbers: Vec<u32> = fs
+        .list_dir(dir)
+        .at(dir)?
+        .iter()
+        .filter_map(|name| name.strip_suffix(".seg")?.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
 }

@@ -3,8 +3,6 @@
 //! only then completes the appends.
 
 use std::collections::HashMap;
-use std::fs;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -196,10 +194,11 @@ fn write_and_sync(shared: &Shared, buf: &[u8]) -> Result<(u32, u64)> {
     };
     if len > frame::SEGMENT_HEADER as u64 && len + buf.len() as u64 > shared.config.segment_bytes {
         file.sync_data().at(&path)?; // seal: the old segment is complete on disk before the new one exists
-        let seg = create_segment(&shared.dir, no + 1).inspect_err(|_| {
+        let fs = shared.fs.as_ref();
+        let seg = create_segment(fs, &shared.dir, no + 1).inspect_err(|_| {
             // A half-made segment (no space for its header, say) must not be found at
             // recovery: it would be the last segment and hold no valid header.
-            let _ = fs::remove_file(segment_path(&shared.dir, no + 1));
+            let _ = fs.remove_file(&segment_path(&shared.dir, no + 1));
         })?;
         no += 1;
         file = Arc::clone(&seg.file);

@@ -5,13 +5,11 @@
 //! deleted. So a crash at any point leaves either the old or the new checkpoint intact.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::catalog::write_atomic;
 use crate::error::{Error, IoContext, Result};
 use crate::index::hnsw::Hnsw;
+use crate::io::{FileSystem, OpenMode};
 use crate::types::{Lsn, SpaceConfig};
 
 const META: &str = "checkpoint.json";
@@ -45,12 +43,12 @@ impl Meta {
     }
 }
 
-fn file_crc(path: &Path) -> Result<(u64, u32)> {
-    let mut f = File::open(path).at(path)?;
+fn file_crc(fs: &dyn FileSystem, path: &Path) -> Result<(u64, u32)> {
+    let f = fs.open(path, OpenMode::Read).at(path)?;
     let mut buf = vec![0u8; 1 << 20];
     let (mut crc, mut bytes) = (0u32, 0u64);
     loop {
-        let n = f.read(&mut buf).at(path)?;
+        let n = f.read_at(&mut buf, bytes).at(path)?;
         if n == 0 {
             return Ok((bytes, crc));
         }
@@ -60,13 +58,13 @@ fn file_crc(path: &Path) -> Result<(u64, u32)> {
 }
 
 /// Saves `hnsw` as the checkpoint covering `lsn`.
-pub(crate) fn save(dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
+pub(crate) fn save(fs: &dyn FileSystem, dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
     let names: Vec<String> = (0..hnsw.shard_count())
         .map(|i| format!("index-{lsn:016}-{i}.usearch"))
         .collect();
     let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    let old = read_meta(dir).ok().flatten();
-    let saved = save_files(dir, hnsw, lsn, &names, &paths, old.as_ref());
+    let old = read_meta(fs, dir).ok().flatten();
+    let saved = save_files(fs, dir, hnsw, lsn, &names, &paths, old.as_ref());
     if saved.is_err() {
         // A failed save (a full disk, say) must not leave its files eating the space:
         // remove those the current checkpoint does not use.
@@ -76,7 +74,7 @@ pub(crate) fn save(dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
             .unwrap_or_default();
         for (name, path) in names.iter().zip(&paths) {
             if !current.contains(name) {
-                let _ = fs::remove_file(path);
+                let _ = fs.remove_file(path);
             }
         }
     }
@@ -84,6 +82,7 @@ pub(crate) fn save(dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
 }
 
 fn save_files(
+    fs: &dyn FileSystem,
     dir: &Path,
     hnsw: &Hnsw,
     lsn: Lsn,
@@ -91,12 +90,13 @@ fn save_files(
     paths: &[PathBuf],
     old: Option<&Meta>,
 ) -> Result<()> {
-    hnsw.save(paths)?;
-    let counts = hnsw.shard_lens();
+    let counts = hnsw.save(fs, paths)?;
     let mut files = Vec::with_capacity(names.len());
     for ((name, path), count) in names.iter().zip(paths).zip(counts) {
-        File::open(path).and_then(|f| f.sync_all()).at(path)?;
-        let (bytes, crc32c) = file_crc(path)?;
+        fs.open(path, OpenMode::ReadWrite)
+            .and_then(|f| f.sync_all())
+            .at(path)?;
+        let (bytes, crc32c) = file_crc(fs, path)?;
         files.push(FileMeta {
             file: name.clone(),
             bytes,
@@ -110,18 +110,35 @@ fn save_files(
         legacy: None,
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
-    write_atomic(&dir.join(META), &json)?;
+    // The new files' directory entries are durable with the switch: write_atomic
+    // syncs the directory after its rename.
+    fs.write_atomic(&dir.join(META), &json).at(dir)?;
     if let Some(old) = old {
         for f in old.files().into_iter().filter(|f| !names.contains(&f.file)) {
-            let _ = fs::remove_file(dir.join(f.file)); // a leftover file is harmless
+            let _ = fs.remove_file(&dir.join(f.file)); // a leftover file is harmless
         }
     }
     Ok(())
 }
 
-fn read_meta(dir: &Path) -> Result<Option<Meta>> {
+/// Removes the checkpoint of a space (its metadata first, so a crash half-way
+/// leaves no checkpoint rather than a broken one).
+pub(crate) fn discard(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let Some(meta) = read_meta(fs, dir).ok().flatten() else {
+        return Ok(());
+    };
     let path = dir.join(META);
-    match fs::read(&path) {
+    fs.remove_file(&path).at(&path)?;
+    fs.sync_dir(dir).at(dir)?;
+    for f in meta.files() {
+        let _ = fs.remove_file(&dir.join(f.file)); // a leftover file is harmless
+    }
+    Ok(())
+}
+
+fn read_meta(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Meta>> {
+    let path = dir.join(META);
+    match fs.read_all(&path) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
             .map_err(|e| Error::Corruption {
@@ -136,16 +153,16 @@ fn read_meta(dir: &Path) -> Result<Option<Meta>> {
 
 /// Loads the checkpoint if there is a valid one. A missing, corrupt or mismatching
 /// checkpoint yields `None` (the caller rebuilds from the log) and a warning.
-pub(crate) fn load(dir: &Path, config: &SpaceConfig) -> Option<(Hnsw, Lsn)> {
+pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, config: &SpaceConfig) -> Option<(Hnsw, Lsn)> {
     let attempt = || -> Result<Option<(Hnsw, Lsn)>> {
-        let Some(meta) = read_meta(dir)? else {
+        let Some(meta) = read_meta(fs, dir)? else {
             return Ok(None);
         };
         let files = meta.files();
         let mut paths = Vec::with_capacity(files.len());
         for f in &files {
             let path = dir.join(&f.file);
-            let (bytes, crc) = file_crc(&path)?;
+            let (bytes, crc) = file_crc(fs, &path)?;
             if bytes != f.bytes || crc != f.crc32c {
                 return Err(Error::Corruption {
                     path,
@@ -158,7 +175,7 @@ pub(crate) fn load(dir: &Path, config: &SpaceConfig) -> Option<(Hnsw, Lsn)> {
             }
             paths.push(path);
         }
-        let hnsw = Hnsw::load(&paths, config)?;
+        let hnsw = Hnsw::load(fs, &paths, config)?;
         let want: u64 = files.iter().map(|f| f.count).sum();
         if hnsw.len() as u64 != want {
             return Err(Error::Index(format!(

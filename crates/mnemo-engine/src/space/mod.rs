@@ -20,6 +20,7 @@ use crate::index::fresh::FreshTier;
 use crate::index::gate::RecallGate;
 use crate::index::hnsw::Hnsw;
 use crate::ingest::queue::SpaceQueue;
+use crate::io::FileSystem;
 use crate::log::Log;
 use crate::record::ObservationRecord;
 use crate::types::{Lsn, Memory, SpaceInfo, SpaceStats};
@@ -100,6 +101,8 @@ pub(crate) struct Space {
     sessions: Mutex<HashMap<String, Vec<Lsn>>>,
     pub(crate) checkpoint_lsn: AtomicU64,
     pub(crate) checkpoint_lock: Mutex<()>,
+    /// Where checkpoints are written.
+    fs: Arc<dyn FileSystem>,
     pub(crate) dropped: AtomicBool,
     /// Recalls in progress, engine-wide (index workers yield to them).
     pub(crate) recalls: Arc<RecallGate>,
@@ -107,6 +110,7 @@ pub(crate) struct Space {
 
 impl Space {
     pub(crate) fn new(
+        fs: Arc<dyn FileSystem>,
         info: SpaceInfo,
         dir: PathBuf,
         hnsw: Hnsw,
@@ -132,6 +136,7 @@ impl Space {
             sessions: Mutex::new(HashMap::new()),
             checkpoint_lsn: AtomicU64::new(checkpoint_lsn),
             checkpoint_lock: Mutex::new(()),
+            fs,
             dropped: AtomicBool::new(false),
             recalls,
         }
@@ -205,7 +210,7 @@ impl Space {
         if lsn <= self.checkpoint_lsn.load(Ordering::Acquire) {
             return Ok(self.checkpoint_lsn.load(Ordering::Acquire));
         }
-        checkpoint::save(&self.dir, &self.hnsw, lsn)?;
+        checkpoint::save(self.fs.as_ref(), &self.dir, &self.hnsw, lsn)?;
         self.checkpoint_lsn.store(lsn, Ordering::Release);
         Ok(lsn)
     }
