@@ -31,8 +31,8 @@ pub enum OpenMode {
 
 /// An open file: positional reads and writes, and the two syncs.
 pub trait FileHandle: Send + Sync {
-    /// Current length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    /// Current size in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// Reads at `offset`; returns the bytes read (0 at the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Writes all of `buf` at `offset`.
@@ -103,7 +103,7 @@ pub trait FileSystem: Send + Sync {
     /// The whole content of a file.
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let f = self.open(path, OpenMode::Read)?;
-        let len = usize::try_from(f.len()?).map_err(|_| io::Error::other("file too large"))?;
+        let len = usize::try_from(f.size()?).map_err(|_| io::Error::other("file too large"))?;
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, 0)?;
         Ok(buf)

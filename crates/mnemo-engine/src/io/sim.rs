@@ -220,7 +220,7 @@ impl SimFile {
 }
 
 impl FileHandle for SimFile {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let mut st = self.fs.shared.state.lock();
         Ok(st.inode(self.ino)?.data.len() as u64)
     }

@@ -13,7 +13,7 @@ use super::{FileHandle, FileSystem, OpenMode};
 pub struct StdFs;
 
 impl FileHandle for File {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

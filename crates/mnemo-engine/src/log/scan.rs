@@ -60,7 +60,7 @@ impl<'a> SegmentScanner<'a> {
         if buf.len() < READ_WINDOW {
             buf.resize(READ_WINDOW, 0);
         }
-        let file_len = file.len().at(path)?;
+        let file_len = file.size().at(path)?;
         Ok(SegmentScanner {
             file,
             path,
@@ -244,8 +244,11 @@ mod tests {
         buf
     }
 
-    /// `(offset, lsn)` of the frames and `(offset, end)` of the damage found.
-    fn scan(bytes: &[u8]) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+    /// `(offset, lsn)` of each frame, or `(offset, end)` of each damaged stretch.
+    type Spans = Vec<(u64, u64)>;
+
+    /// The frames and the damage found in `bytes`.
+    fn scan(bytes: &[u8]) -> (Spans, Spans) {
         let fs = SimFs::new();
         fs.create_dir_all(Path::new("/l")).unwrap();
         let p = Path::new("/l/s");
