@@ -59,6 +59,17 @@ pub enum Error {
         /// What check failed.
         detail: String,
     },
+    /// The record was lost to damage in the log; `mnemo repair` left a placeholder
+    /// in its place (its LSN stays taken).
+    #[error(
+        "LSN {lsn} of space '{space}' was lost to damage in the log (mnemo repair kept a placeholder)"
+    )]
+    RecordLost {
+        /// The space.
+        space: String,
+        /// The lost record's LSN.
+        lsn: u64,
+    },
     /// A write or fsync of the log failed earlier; no further writes are accepted
     /// because the state of the file is unknown (fail closed).
     #[error("log is poisoned after an earlier I/O failure: {0}")]

@@ -40,12 +40,14 @@ mod types;
 pub mod vecs;
 
 pub use config::{EngineConfig, IngestConfig};
-pub use engine::{Ack, AckKind, Engine, ObserveTicket, Observed, Session, SessionTicket};
+pub use engine::{
+    Ack, AckKind, Engine, ObserveTicket, Observed, Session, SessionTicket, repair, repair_in,
+};
 pub use error::{Error, Result};
 pub use ingest::{
     IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
 };
-pub use log::{Durability, LogConfig, LogStats};
+pub use log::{Durability, LogConfig, LogStats, LostRange, RepairReport, RepairedSegment};
 pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
 pub use thread_sched::{lower_thread_priority, thread_sched_ns};
 pub use types::{

@@ -199,11 +199,10 @@ impl RecallCursor {
         let fresh_done = started.elapsed();
         let sched1 = traced.then(crate::thread_sched_ns).flatten();
         let mut ask = want + 8;
+        let any_lost = self.space.any_lost();
+        let visible = |lsn: Lsn| lsn <= snapshot && !(any_lost && self.space.is_lost(lsn));
         let mut candidates = loop {
-            let hits = self
-                .space
-                .hnsw
-                .search(&self.cue, ask, &|lsn| lsn <= snapshot)?;
+            let hits = self.space.hnsw.search(&self.cue, ask, &visible)?;
             let short = hits.len() < ask;
             let mut merged: Vec<(Lsn, f32)> = fresh
                 .iter()
@@ -232,12 +231,10 @@ impl RecallCursor {
 
         let mut scored = Vec::with_capacity(candidates.len());
         for (lsn, _) in candidates {
-            let m = self.space.read_memory(self.log.as_ref(), lsn)?;
-            let exact = score::score(
-                metric,
-                &self.prepared,
-                &score::prepare(metric, &m.embedding),
-            );
+            // The embedding alone: a memory's content and tags can be 70 KiB, and a
+            // large k re-scores thousands of candidates.
+            let embedding = self.space.read_embedding(self.log.as_ref(), lsn)?;
+            let exact = score::score(metric, &self.prepared, &score::prepare(metric, &embedding));
             scored.push((lsn, exact));
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

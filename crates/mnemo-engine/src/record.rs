@@ -19,6 +19,19 @@ use crate::types::{
 };
 
 const KIND_OBSERVATION_V1: u8 = 1;
+/// A placeholder for a record lost to damage: `mnemo repair` writes one per lost
+/// LSN so that each space's LSNs stay dense. It has no content.
+const KIND_LOST: u8 = 2;
+
+/// The body of a lost-record placeholder.
+pub(crate) fn lost_body() -> Vec<u8> {
+    vec![KIND_LOST]
+}
+
+/// True if `body` is a lost-record placeholder.
+pub(crate) fn is_lost(body: &[u8]) -> bool {
+    body == [KIND_LOST]
+}
 
 /// A validated observation with every default filled in: exactly what the log stores.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +170,29 @@ impl ObservationRecord {
         let session = std::str::from_utf8(r.bytes(n, "session_id")?)
             .map_err(|_| DecodeError("session_id is not UTF-8".into()))?;
         Ok((session, seq))
+    }
+
+    /// Decodes only the embedding of a body (what an exact re-score needs), without
+    /// copying the content and tags.
+    pub fn decode_embedding(body: &[u8]) -> Result<Vec<f32>, DecodeError> {
+        let mut r = Reader { buf: body, pos: 0 };
+        let kind = r.u8("kind")?;
+        if kind != KIND_OBSERVATION_V1 {
+            return Err(DecodeError(format!("unknown record kind {kind}")));
+        }
+        r.bytes(16 + 8 + 8 + 4 + 8, "header")?;
+        let n = u16::from_le_bytes(r.array("session_id")?) as usize;
+        r.bytes(n, "session_id")?;
+        let dim = u32::from_le_bytes(r.array("dim")?) as usize;
+        let raw = r.bytes(
+            dim.checked_mul(4)
+                .ok_or_else(|| DecodeError("dim overflow".into()))?,
+            "embedding",
+        )?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Decodes a body. Never panics on any input; a malformed body is a

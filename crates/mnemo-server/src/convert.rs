@@ -27,7 +27,7 @@ pub fn status(e: Error) -> Status {
         Error::Timeout { .. } => (Code::DeadlineExceeded, None),
         Error::SnapshotInFuture { .. } => (Code::OutOfRange, None),
         Error::SequenceGap { .. } | Error::SessionClosed { .. } => (Code::FailedPrecondition, None),
-        Error::Corruption { .. } => (Code::DataLoss, None),
+        Error::Corruption { .. } | Error::RecordLost { .. } => (Code::DataLoss, None),
         Error::ShuttingDown => (Code::Unavailable, None),
         Error::Poisoned(_) | Error::Io { .. } | Error::Index(_) => (Code::Internal, None),
         _ => (Code::Internal, None),
@@ -210,7 +210,9 @@ pub(crate) fn rejected(sequence: u64, e: &Error) -> pb::Ack {
             (pb::RejectCode::SessionClosed, Duration::ZERO, 0)
         }
         Error::StorageFull { .. } => (pb::RejectCode::StorageFull, STORAGE_FULL_RETRY, 0),
-        Error::InvalidArgument(_) => (pb::RejectCode::Invalid, Duration::ZERO, 0),
+        Error::InvalidArgument(_) | Error::RecordLost { .. } => {
+            (pb::RejectCode::Invalid, Duration::ZERO, 0)
+        }
         // Not the client's fault: the server cannot write now (poisoned log, I/O).
         _ => (pb::RejectCode::Unavailable, Duration::ZERO, 0),
     };

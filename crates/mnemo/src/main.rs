@@ -53,6 +53,13 @@ enum Command {
         #[arg(default_value = "my-key")]
         name: String,
     },
+    /// Repair a damaged log offline (the server must be stopped): keep every valid
+    /// record, report what was lost, keep the originals in log/quarantine/.
+    #[cfg(feature = "server")]
+    Repair {
+        /// The server's data directory.
+        data_dir: std::path::PathBuf,
+    },
     /// Print synthetic clustered observations as JSON lines (for trying things out).
     Synth(synth::SynthArgs),
     /// Load generator and benchmark report (in-process server unless --addr is given).
@@ -168,6 +175,8 @@ async fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
         Command::Recall(args) => recall::recall(args).await,
         Command::Stats { conn, json } => stats::stats(conn, json).await,
         Command::Synth(args) => synth::synth(args),
+        #[cfg(feature = "server")]
+        Command::Repair { data_dir } => cmd::repair::run(&data_dir),
         #[cfg(feature = "server")]
         Command::Key { name } => {
             cmd::key::new_key(&name);

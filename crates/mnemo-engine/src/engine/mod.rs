@@ -14,11 +14,13 @@ mod lifecycle;
 mod monitor;
 mod open;
 mod registry;
+mod repair;
 mod session;
 mod spaces;
 mod workers;
 
 pub use admission::{ObserveTicket, Observed};
+pub use repair::{repair, repair_in};
 pub use session::{Ack, AckKind, Session, SessionTicket};
 
 use parking_lot::{Condvar, Mutex};
@@ -206,7 +208,9 @@ impl Engine {
         if after >= end {
             return Ok(Vec::new());
         }
+        // Records lost to log damage (placeholders left by `mnemo repair`) are skipped.
         ((after + 1)..=end)
+            .filter(|&lsn| !space.is_lost(lsn))
             .map(|lsn| space.read_memory(self.inner.log.as_ref(), lsn))
             .collect()
     }

@@ -17,7 +17,7 @@ use crate::ingest::pressure::PressureReport;
 use crate::ingest::queue::Item;
 use crate::io::{FileSystem, StdFs};
 use crate::log::{CommitSink, Committed, FileLog, Log};
-use crate::record::ObservationRecord;
+use crate::record::{self, ObservationRecord};
 use crate::space::catalog::Catalog;
 use crate::space::{Space, checkpoint};
 use crate::types::{Lane, Lsn, SpaceInfo, SpaceNo};
@@ -238,6 +238,10 @@ fn recover_record(
         offset: 0,
         detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
     };
+    if record::is_lost(c.body) {
+        space.mark_lost(c.lsn);
+        return Ok(());
+    }
     if space.in_checkpoint(c.lsn) {
         let (session, seq) = ObservationRecord::decode_session(c.body).map_err(corrupt)?;
         space.track_session(session, seq, c.lsn);

@@ -409,6 +409,13 @@ fn duplicate_ack(seq: u64, state: &SessionState, engine: &Inner) -> Result<Optio
     let space = &state.space;
     // The session mark is set while the commit sink applies a batch, before the
     // batch is published: wait for the publish, as the original's own ack does.
+    if space.session_lsn(&state.id, seq) == Some(crate::space::LOST) {
+        return Err(Error::invalid(format!(
+            "sequence {seq} of session '{}' was lost to damage in the log (mnemo repair): \
+             it cannot be acknowledged",
+            state.id
+        )));
+    }
     if let Some(lsn) = space.session_lsn(&state.id, seq)
         && lsn <= space.committed.get()
     {

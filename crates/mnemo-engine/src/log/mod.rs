@@ -14,12 +14,15 @@ mod file;
 pub(crate) mod frame;
 mod free_space;
 mod recovery;
+mod repair;
 mod scan;
 mod segment;
 mod writer;
 
 pub use config::LogConfig;
 pub use file::FileLog;
+pub(crate) use repair::repair_log;
+pub use repair::{LostRange, RepairReport, RepairedSegment};
 
 use serde::{Deserialize, Serialize};
 use std::future::{Future, IntoFuture};

@@ -94,6 +94,15 @@ impl<'a> SegmentScanner<'a> {
         Ok(ok)
     }
 
+    /// Moves past the header whatever it holds (a repair reads on past a damaged one).
+    pub(super) fn skip_header(&mut self) {
+        let n = usize::try_from(self.remaining())
+            .unwrap_or(usize::MAX)
+            .min(frame::SEGMENT_HEADER);
+        // `read_header` filled at least this much.
+        self.start += n.min(self.end - self.start);
+    }
+
     fn available(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }

@@ -8,8 +8,8 @@
 pub(crate) mod catalog;
 pub(crate) mod checkpoint;
 
-use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,8 +22,11 @@ use crate::index::hnsw::Hnsw;
 use crate::ingest::queue::SpaceQueue;
 use crate::io::FileSystem;
 use crate::log::Log;
-use crate::record::ObservationRecord;
+use crate::record::{self, ObservationRecord};
 use crate::types::{Lsn, Memory, SpaceInfo, SpaceStats};
+
+/// The LSN a session sequence maps to when its record was lost to log damage.
+pub(crate) const LOST: Lsn = 0;
 
 /// A waitable LSN that only grows.
 pub(crate) struct Watermark {
@@ -97,8 +100,11 @@ pub(crate) struct Space {
     pub(crate) committed: Watermark,
     /// Highest LSN such that everything up to it is in the graph.
     pub(crate) indexed: Watermark,
-    /// Session id → LSN of each of its sequence numbers (index `seq - 1`).
+    /// Session id → LSN of each of its sequence numbers (index `seq - 1`; [`LOST`]
+    /// for a sequence lost to log damage).
     sessions: Mutex<HashMap<String, Vec<Lsn>>>,
+    /// LSNs lost to log damage (placeholders written by `mnemo repair`).
+    lost: RwLock<BTreeSet<Lsn>>,
     pub(crate) checkpoint_lsn: AtomicU64,
     pub(crate) checkpoint_lock: Mutex<()>,
     /// Where checkpoints are written.
@@ -134,6 +140,7 @@ impl Space {
             committed: Watermark::new(checkpoint_lsn),
             indexed: Watermark::new(checkpoint_lsn),
             sessions: Mutex::new(HashMap::new()),
+            lost: RwLock::new(BTreeSet::new()),
             checkpoint_lsn: AtomicU64::new(checkpoint_lsn),
             checkpoint_lock: Mutex::new(()),
             fs,
@@ -165,11 +172,70 @@ impl Space {
             Some(seqs) => seqs,
             None => sessions.entry(session.to_owned()).or_default(),
         };
+        let next = seqs.len() as u64 + 1;
+        if seq > next {
+            // Sequences lost to log damage (see `mnemo repair`): their slots are kept
+            // as LOST, so the session resumes after its highest surviving sequence.
+            tracing::warn!(
+                session,
+                lost_from = next,
+                lost_to = seq - 1,
+                "session sequences lost to log damage"
+            );
+            seqs.resize((seq - 1) as usize, LOST);
+        }
         if seq == seqs.len() as u64 + 1 {
             seqs.push(lsn);
         } else {
             tracing::warn!(session, seq, "out-of-order session sequence not tracked");
         }
+    }
+
+    /// Records that `lsn` is a lost-record placeholder: recalls never return it
+    /// (an older checkpoint's graph may still hold it), and the fresh tier moves
+    /// past it.
+    pub(crate) fn mark_lost(&self, lsn: Lsn) {
+        self.lost.write().insert(lsn);
+        if !self.in_checkpoint(lsn) {
+            self.fresh.skip(lsn);
+        }
+    }
+
+    /// Reads only the embedding of record `lsn` (for an exact re-score).
+    pub(crate) fn read_embedding(&self, log: &dyn Log, lsn: Lsn) -> Result<Vec<f32>> {
+        let body = self.read_body(log, lsn)?;
+        ObservationRecord::decode_embedding(&body).map_err(|e| self.undecodable(lsn, &e))
+    }
+
+    /// The body of record `lsn`; a lost-record placeholder is [`Error::RecordLost`].
+    fn read_body(&self, log: &dyn Log, lsn: Lsn) -> Result<Vec<u8>> {
+        let body = log.read(self.info.no, lsn)?;
+        if record::is_lost(&body) {
+            return Err(Error::RecordLost {
+                space: self.info.name.clone(),
+                lsn,
+            });
+        }
+        Ok(body)
+    }
+
+    fn undecodable(&self, lsn: Lsn, e: &record::DecodeError) -> Error {
+        Error::Corruption {
+            path: "log".into(),
+            offset: 0,
+            detail: format!("space {} LSN {lsn}: {e}", self.info.name),
+        }
+    }
+
+    /// True if any record of this space was lost to log damage.
+    pub(crate) fn any_lost(&self) -> bool {
+        !self.lost.read().is_empty()
+    }
+
+    /// True if `lsn` was lost to log damage.
+    pub(crate) fn is_lost(&self, lsn: Lsn) -> bool {
+        let lost = self.lost.read();
+        !lost.is_empty() && lost.contains(&lsn)
     }
 
     /// True if the loaded checkpoint already holds `lsn` in the graph.
@@ -228,12 +294,8 @@ impl Space {
     /// Reads the record `lsn` of this space back from the log: the log is the record
     /// store (recall, sessions, get and export all read memories through here).
     pub(crate) fn read_memory(&self, log: &dyn Log, lsn: Lsn) -> Result<Memory> {
-        let body = log.read(self.info.no, lsn)?;
-        let rec = ObservationRecord::decode(&body).map_err(|e| Error::Corruption {
-            path: "log".into(),
-            offset: 0,
-            detail: format!("space {} LSN {lsn}: {e}", self.info.name),
-        })?;
+        let body = self.read_body(log, lsn)?;
+        let rec = ObservationRecord::decode(&body).map_err(|e| self.undecodable(lsn, &e))?;
         Ok(Memory {
             id: rec.id,
             lsn,

@@ -12,6 +12,7 @@ mod crash;
 mod engine_basics;
 mod full_disk;
 mod glove;
+mod log_damage;
 mod log_recovery;
 mod overload;
 mod restart;

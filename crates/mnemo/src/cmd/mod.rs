@@ -5,6 +5,8 @@ pub(crate) mod conn;
 pub(crate) mod key;
 pub(crate) mod observe;
 pub(crate) mod recall;
+#[cfg(feature = "server")]
+pub(crate) mod repair;
 pub(crate) mod space;
 pub(crate) mod stats;
 pub(crate) mod synth;

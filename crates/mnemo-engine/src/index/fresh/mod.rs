@@ -232,6 +232,12 @@ impl FreshTier {
 }
 
 impl FreshTier {
+    /// Moves past `lsn`, which has no row (a record lost to log damage).
+    pub(crate) fn skip(&self, lsn: Lsn) {
+        let mut st = self.state.write();
+        st.next_lsn = st.next_lsn.max(lsn + 1);
+    }
+
     /// The prepared vectors (at graph precision) of those `lsns` that are here and
     /// not yet indexed.
     pub(crate) fn rows(&self, lsns: &[Lsn]) -> Vec<(Lsn, IndexRow)> {
