@@ -15,6 +15,7 @@ mod glove;
 mod log_damage;
 mod log_recovery;
 mod overload;
+mod power_cut;
 mod restart;
 mod sessions;
 mod snapshot;
