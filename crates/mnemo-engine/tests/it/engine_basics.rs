@@ -260,3 +260,18 @@ fn full_fresh_tier_refuses_with_overloaded() {
     e.observe_blocking("s", obs("again", random_vec(&mut r, 64)))
         .unwrap();
 }
+
+#[test]
+fn export_past_the_end_or_from_the_last_lsn_returns_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    e.create_space("s", SpaceConfig::new(2)).unwrap();
+    for i in 0..3 {
+        e.observe_blocking("s", obs(format!("o{i}"), vec![i as f32, 1.0]))
+            .unwrap();
+    }
+    assert!(e.export("s", u64::MAX, 3, 10).unwrap().is_empty());
+    assert!(e.export("s", 3, 3, 10).unwrap().is_empty());
+    assert_eq!(e.export("s", 1, 3, usize::MAX).unwrap().len(), 2);
+    e.close().unwrap();
+}

@@ -114,3 +114,99 @@ fn second_engine_on_the_same_directory_is_refused() {
     let err = mnemo_engine::Engine::open(config(dir.path())).unwrap_err();
     assert!(err.to_string().contains("in use"), "{err}");
 }
+
+/// A checkpoint taken while inserts go on into the shards already saved records
+/// each file's own count, so after a crash it loads instead of being rejected (and
+/// the whole index rebuilt from the log).
+#[test]
+fn a_checkpoint_taken_under_heavy_ingestion_is_used_after_a_crash() {
+    use mnemo_engine::io::{FileSystem, SimFs};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fs = SimFs::new();
+    let mut cfg = mnemo_engine::EngineConfig::new("/data");
+    cfg.index_threads = 2;
+    cfg.log.min_free_bytes = 0;
+    cfg.checkpoint_interval_s = 3600;
+    let open = |fs: &SimFs| {
+        mnemo_engine::Engine::open_in(cfg.clone(), Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .unwrap()
+    };
+    let e = Arc::new(open(&fs));
+    e.create_space("s", SpaceConfig::new(32)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (e, stop) = (Arc::clone(&e), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut r = rng(3);
+            while !stop.load(Ordering::Relaxed) {
+                let tickets: Vec<_> = (0..64)
+                    .map(|i| {
+                        e.observe("s", obs(format!("w{i}"), random_vec(&mut r, 32)))
+                            .unwrap()
+                    })
+                    .collect();
+                for t in tickets {
+                    t.wait().unwrap();
+                }
+            }
+        })
+    };
+    let mut taken = 0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(30));
+        taken = e.checkpoint("s").unwrap();
+    }
+    assert!(taken > 0, "nothing was indexed under load");
+    let crashed = fs.power_cut();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let after = open(&crashed);
+    let (_, stats) = after.describe_space("s").unwrap();
+    assert_eq!(
+        stats.checkpoint_lsn, taken,
+        "the checkpoint was rejected at open"
+    );
+    after.close().unwrap();
+}
+
+/// With `durability = buffered`, a power loss can leave a checkpoint newer than
+/// the log's end: it is discarded and the space rebuilt from the log.
+#[test]
+fn a_checkpoint_newer_than_the_log_is_discarded_and_the_index_rebuilt() {
+    use mnemo_engine::io::{FileSystem, SimFs};
+    use std::sync::Arc;
+    let fs = SimFs::new();
+    let mut cfg = mnemo_engine::EngineConfig::new("/data");
+    cfg.log.durability = mnemo_engine::Durability::Buffered;
+    cfg.log.min_free_bytes = 0;
+    let open = |fs: &SimFs| {
+        mnemo_engine::Engine::open_in(cfg.clone(), Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .unwrap()
+    };
+    let e = open(&fs);
+    e.create_space("s", SpaceConfig::new(12)).unwrap();
+    let vectors = fill(&e, 0, 40);
+    e.wait_indexed("s", 40, Duration::from_secs(10)).unwrap();
+    assert_eq!(e.checkpoint("s").unwrap(), 40);
+    // Nothing of the log was ever synced; the checkpoint was.
+    let lost_power = fs.power_cut();
+    drop(e);
+    let e = open(&lost_power);
+    let (_, stats) = e.describe_space("s").unwrap();
+    assert_eq!((stats.committed_lsn, stats.checkpoint_lsn), (0, 0));
+    assert!(
+        e.recall("s", RecallRequest::new(vectors[0].clone(), 5))
+            .unwrap()
+            .collect_all()
+            .unwrap()
+            .is_empty(),
+        "the graph of the discarded checkpoint answered"
+    );
+    // Writing goes on from LSN 1.
+    let done = e
+        .observe_blocking("s", obs("again", vectors[1].clone()))
+        .unwrap();
+    assert_eq!(done.lsn, 1);
+    e.close().unwrap();
+}

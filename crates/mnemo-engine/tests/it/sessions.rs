@@ -312,3 +312,91 @@ fn a_busy_space_does_not_starve_a_quiet_one() {
     e.wait_indexed("busy", n, Duration::from_secs(120)).unwrap();
     e.close().unwrap();
 }
+
+/// A session whose appends are still queued (its client gone, its tickets dropped,
+/// so no credit is in flight) must not expire: reopened below those appends, it
+/// would take their sequence numbers again and store them twice.
+#[test]
+fn a_session_with_appends_still_queued_does_not_expire() {
+    use mnemo_engine::io::{FileSystem, SimFs};
+    let fs = SimFs::new();
+    let mut cfg = mnemo_engine::EngineConfig::new("/data");
+    cfg.ingest.session_idle_timeout_s = 1;
+    cfg.log.min_free_bytes = 0;
+    let e =
+        mnemo_engine::Engine::open_in(cfg, Arc::new(fs.clone()) as Arc<dyn FileSystem>).unwrap();
+    e.create_space("s", SpaceConfig::new(2)).unwrap();
+    let s = e.open_session("s", Some("slow-disk")).unwrap();
+    fs.hold_syncs(); // the disk stalls: appends stay queued
+    // Released when the test ends, even by a failed assertion, so that the
+    // engine's close does not wait on the stalled disk for ever.
+    struct Release(SimFs);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.release_syncs();
+        }
+    }
+    let _release = Release(fs.clone());
+    for seq in 1..=5 {
+        drop(
+            s.observe(
+                seq,
+                obs(format!("o{seq}"), vec![seq as f32, 1.0]),
+                Lane::Normal,
+            )
+            .unwrap(),
+        );
+    }
+    assert_eq!(s.in_flight(), 0, "dropped tickets returned their credits");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        e.ingest_stats().sessions_open,
+        1,
+        "expired with appends queued"
+    );
+    fs.release_syncs();
+    e.wait_indexed("s", 5, Duration::from_secs(10)).unwrap();
+    let again = e.open_session("s", Some("slow-disk")).unwrap();
+    assert_eq!(again.next_expected(), 6);
+    // Once everything committed, it may expire.
+    drop((s, again));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(e.ingest_stats().sessions_open, 0);
+    e.close().unwrap();
+}
+
+/// A DUPLICATE ack is sent only once the original is visible: a recall made right
+/// after it finds the record (the session mark is set before the batch publishes).
+#[test]
+fn a_duplicate_ack_comes_only_once_the_original_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Arc::new(open(dir.path()));
+    e.create_space("s", SpaceConfig::new(2)).unwrap();
+    let s = e.open_session("s", Some("dup")).unwrap();
+    for seq in 1..=300u64 {
+        let first = s
+            .observe(
+                seq,
+                obs(format!("o{seq}"), vec![seq as f32, 1.0]),
+                Lane::Normal,
+            )
+            .unwrap();
+        let dup = s
+            .observe(
+                seq,
+                obs(format!("o{seq}"), vec![seq as f32, 1.0]),
+                Lane::Normal,
+            )
+            .unwrap();
+        let ack = dup.wait().unwrap();
+        assert_eq!(ack.kind, AckKind::Duplicate);
+        assert!(
+            e.snapshot("s").unwrap() >= ack.lsn,
+            "DUPLICATE ack for LSN {} before it was visible",
+            ack.lsn
+        );
+        first.wait().unwrap();
+    }
+    drop(s);
+    Arc::try_unwrap(e).unwrap().close().unwrap();
+}
