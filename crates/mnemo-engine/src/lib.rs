@@ -48,7 +48,7 @@ pub use ingest::{
     IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
 };
 pub use log::{Durability, LogConfig, LogStats, LostRange, RepairReport, RepairedSegment};
-pub use recall::{MAX_RECALL_K, RecallCursor, RecallRequest, SnapshotSpec};
+pub use recall::{MAX_RECALL_K, MAX_RECALL_WAIT, RecallCursor, RecallRequest, SnapshotSpec};
 pub use thread_sched::{lower_thread_priority, thread_sched_ns};
 pub use types::{
     IndexParams, Lane, Lsn, MAX_CONTENT_BYTES, MAX_DIM, MAX_SESSION_ID_BYTES, MAX_SPACE_NAME_BYTES,

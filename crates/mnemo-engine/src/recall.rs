@@ -28,6 +28,9 @@ const RESCORE_MARGIN: usize = 32;
 /// Largest `k` one recall may ask for.
 pub const MAX_RECALL_K: usize = 10_000;
 
+/// Longest a read-your-writes recall may wait for its `min_lsn`.
+pub const MAX_RECALL_WAIT: Duration = Duration::from_secs(60);
+
 /// Which snapshot a recall reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SnapshotSpec {
@@ -49,7 +52,7 @@ pub struct RecallRequest {
     pub k: usize,
     /// Snapshot choice.
     pub snapshot: SnapshotSpec,
-    /// Longest wait for [`SnapshotSpec::AtLeast`].
+    /// Longest wait for [`SnapshotSpec::AtLeast`], at most [`MAX_RECALL_WAIT`].
     pub max_wait: Duration,
 }
 
@@ -100,6 +103,13 @@ impl RecallCursor {
         }
         if let Some(i) = req.cue.iter().position(|x| !x.is_finite()) {
             return Err(Error::invalid(format!("cue[{i}] is not a finite number")));
+        }
+        if req.max_wait > MAX_RECALL_WAIT {
+            return Err(Error::invalid(format!(
+                "max_wait must be at most {} ms, got {} ms",
+                MAX_RECALL_WAIT.as_millis(),
+                req.max_wait.as_millis()
+            )));
         }
         if req.k == 0 || req.k > MAX_RECALL_K {
             return Err(Error::invalid(format!(

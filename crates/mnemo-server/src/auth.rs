@@ -280,6 +280,14 @@ pub enum Access {
 }
 
 impl Access {
+    /// The caller's key name (none with authentication off).
+    pub fn key_name(&self) -> Option<&str> {
+        match self {
+            Access::Open => None,
+            Access::Key(k) => Some(k.name()),
+        }
+    }
+
     /// `Ok` if the caller has `right` on `space`, else PERMISSION_DENIED.
     pub fn check(&self, right: Right, space: &str) -> Result<(), Status> {
         match self {

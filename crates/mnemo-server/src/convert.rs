@@ -102,8 +102,9 @@ pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
     }
 }
 
-/// An engine recall request from the protocol's.
-pub fn recall_request(r: &pb::RecallRequest) -> engine::RecallRequest {
+/// An engine recall request from the protocol's; a `max_wait_ms` above the
+/// engine's bound is INVALID_ARGUMENT.
+pub fn recall_request(r: &pb::RecallRequest) -> Result<engine::RecallRequest, Status> {
     let k = if r.k == 0 { 10 } else { r.k as usize };
     let mut req = engine::RecallRequest::new(r.cue.clone(), k);
     req.snapshot = if r.min_lsn > 0 {
@@ -116,7 +117,14 @@ pub fn recall_request(r: &pb::RecallRequest) -> engine::RecallRequest {
     if r.max_wait_ms > 0 {
         req.max_wait = Duration::from_millis(u64::from(r.max_wait_ms));
     }
-    req
+    if req.max_wait > engine::MAX_RECALL_WAIT {
+        return Err(Status::invalid_argument(format!(
+            "max_wait_ms must be at most {}, got {}",
+            engine::MAX_RECALL_WAIT.as_millis(),
+            r.max_wait_ms
+        )));
+    }
+    Ok(req)
 }
 
 /// Space configuration from a create request (0 = default for each parameter).

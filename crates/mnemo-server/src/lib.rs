@@ -7,15 +7,19 @@
 
 pub mod auth;
 mod convert;
+mod indexed_watch;
 mod offload;
+mod recall_admission;
 mod recall_batches;
 mod recall_pool;
 mod runtime;
 mod server;
 mod service;
 mod stream;
+mod streaming;
 
 pub use convert::status;
+pub use recall_admission::{RecallAdmission, RecallLimits};
 pub use recall_pool::RecallPool;
 pub use runtime::{RuntimeLayout, Runtimes};
 pub use server::{Options, ServeError, serve};

@@ -15,6 +15,7 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug)]
 pub struct RecallPool {
     jobs: mpsc::Sender<Job>,
+    threads: usize,
 }
 
 impl RecallPool {
@@ -41,7 +42,15 @@ impl RecallPool {
                     }
                 })?;
         }
-        Ok(Arc::new(RecallPool { jobs }))
+        Ok(Arc::new(RecallPool {
+            jobs,
+            threads: threads.max(1),
+        }))
+    }
+
+    /// Threads in the pool.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Runs `f` on the pool and waits for its result.

@@ -98,7 +98,9 @@ impl Runtimes {
     /// Stops the serving runtime, then the session runtime (waiting at most a few
     /// seconds for sessions still running).
     pub fn shutdown(self) {
-        drop(self.serving);
+        // Neither waits for ever on a task still running (a blocking read, a
+        // session's draining close): the server has stopped; the process exits.
+        self.serving.shutdown_timeout(SESSION_SHUTDOWN);
         self.sessions.shutdown_timeout(SESSION_SHUTDOWN);
     }
 }

@@ -106,7 +106,12 @@ pub async fn serve(
             Ok(c)
         })
     });
-    let mut builder = tonic::transport::Server::builder();
+    // Dead peers are noticed (keepalive pings), and one connection cannot open
+    // streams without bound.
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

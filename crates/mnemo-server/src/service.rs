@@ -1,11 +1,14 @@
-//! The `mnemo.v1.Mnemo` service: thin handlers over the engine. Recalls rank on
-//! the recall threads (`recall_batches.rs`); other blocking engine calls run on
-//! tokio's blocking pool (`offload.rs`); sessions are `stream.rs`.
+//! The `mnemo.v1.Mnemo` service: thin handlers over the engine. Recalls are
+//! admitted (`recall_admission.rs`) and rank on the recall threads
+//! (`recall_batches.rs`); streamed answers are fed without holding a thread
+//! (`streaming.rs`); other blocking engine calls run on tokio's blocking pool
+//! (`offload.rs`); sessions are `stream.rs`.
 
 use futures::StreamExt;
 use mnemo_engine::{Engine, Error};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,20 +18,37 @@ use crate::convert::{self, status};
 use crate::offload::blocking;
 use crate::pb;
 use crate::pb::mnemo_server::Mnemo;
-use crate::recall_batches::{self, Reading};
+use crate::recall_admission::{RecallAdmission, RecallLimits, RecallPermit};
+use crate::recall_batches::{self, Reading, Recaller};
 use crate::stream::{Inbound, Incoming, SessionStream, Wire};
+use crate::streaming::produce;
 
 /// Limits announced to clients and enforced by the server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest request message, bytes.
+    /// Largest request message, bytes. Default 4 MiB.
     pub max_message_bytes: usize,
+    /// Largest response message the server builds, bytes: a recall's or an
+    /// export's batch is cut there (a RecallOnce answer that does not fit is
+    /// refused). Default 16 MiB.
+    pub max_response_bytes: usize,
+    /// Recalls in progress, server-wide, per connection and per API key.
+    pub recalls: RecallLimits,
+    /// A streaming Recall or Export whose client reads nothing for this long is
+    /// closed (ABORTED). Default 30 s.
+    pub stream_idle_timeout: Duration,
+    /// Streams (calls) one connection may have open at once. Default 256.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_bytes: 4 << 20,
+            max_response_bytes: 16 << 20,
+            recalls: RecallLimits::default(),
+            stream_idle_timeout: Duration::from_secs(30),
+            max_streams_per_connection: 256,
         }
     }
 }
@@ -49,6 +69,8 @@ pub struct MnemoService {
     recall_pool: Option<Arc<crate::RecallPool>>,
     /// Where Observe and MemoryStream sessions run (none: the serving runtime).
     sessions: Option<tokio::runtime::Handle>,
+    /// Recalls in progress, bounded.
+    recalls: Arc<RecallAdmission>,
 }
 
 impl MnemoService {
@@ -61,6 +83,7 @@ impl MnemoService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         MnemoService {
+            recalls: RecallAdmission::new(limits.recalls, 1),
             slot,
             limits,
             auth,
@@ -82,8 +105,28 @@ impl MnemoService {
     /// Ranks recalls on `pool` instead of the runtime's blocking pool.
     #[must_use]
     pub fn with_recall_pool(mut self, pool: Option<Arc<crate::RecallPool>>) -> Self {
+        let threads = pool.as_ref().map_or(1, |p| p.threads());
+        self.recalls = RecallAdmission::new(self.limits.recalls, threads);
         self.recall_pool = pool;
         self
+    }
+
+    /// Admits one recall of this request's connection and key (see
+    /// [`RecallAdmission`]).
+    fn admit_recall<T>(
+        &self,
+        request: &Request<T>,
+        access: &Access,
+    ) -> Result<RecallPermit, Status> {
+        self.recalls.admit(request.remote_addr(), access.key_name())
+    }
+
+    fn recaller(&self, engine: &Arc<Engine>) -> Recaller {
+        Recaller {
+            engine: Arc::clone(engine),
+            pool: self.recall_pool.clone(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 
     fn access<T>(&self, request: &Request<T>) -> Result<Access, Status> {
@@ -104,6 +147,7 @@ impl MnemoService {
     async fn start_session<W: Wire>(
         &self,
         access: Access,
+        connection: Option<std::net::SocketAddr>,
         mut inbound: Inbound,
     ) -> Result<BoxStream<W>, Status> {
         let init = match inbound.next().await {
@@ -149,13 +193,16 @@ impl MnemoService {
             .await
             .map_err(|_| Status::cancelled("client went away"))?;
         let run = SessionStream {
+            recaller: self.recaller(engine),
             engine: Arc::clone(engine),
             space: init.space.clone(),
             want_indexed: init.want_indexed,
             tx,
             shutdown: self.shutdown.clone(),
             access,
-            recall_pool: self.recall_pool.clone(),
+            admission: Arc::clone(&self.recalls),
+            connection,
+            max_response_bytes: self.limits.max_response_bytes,
         };
         let session = run.run(session, inbound);
         match &self.sessions {
@@ -193,9 +240,11 @@ impl Mnemo for MnemoService {
         request: Request<Streaming<pb::ObserveRequest>>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
         let access = self.access(&request)?;
+        let connection = request.remote_addr();
         let inbound = request.into_inner().map(|m| m.map(Incoming::from));
         Ok(Response::new(
-            self.start_session(access, Box::pin(inbound)).await?,
+            self.start_session(access, connection, Box::pin(inbound))
+                .await?,
         ))
     }
 
@@ -206,9 +255,11 @@ impl Mnemo for MnemoService {
         request: Request<Streaming<pb::MemoryRequest>>,
     ) -> Result<Response<Self::MemoryStreamStream>, Status> {
         let access = self.access(&request)?;
+        let connection = request.remote_addr();
         let inbound = request.into_inner().map(|m| m.map(Incoming::from));
         Ok(Response::new(
-            self.start_session(access, Box::pin(inbound)).await?,
+            self.start_session(access, connection, Box::pin(inbound))
+                .await?,
         ))
     }
 
@@ -217,15 +268,20 @@ impl Mnemo for MnemoService {
         request: Request<pb::RecallRequest>,
     ) -> Result<Response<Self::RecallStream>, Status> {
         let access = self.access(&request)?;
+        let permit = self.admit_recall(&request, &access)?;
         let r = request.into_inner();
         access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
-        let req = convert::recall_request(&r);
-        let reading = Reading::new(r.batch_size, EAGER_MEMORIES, r.include_embedding);
+        let req = convert::recall_request(&r)?;
+        let reading = Reading::new(
+            r.batch_size,
+            self.limits.max_response_bytes,
+            EAGER_MEMORIES,
+            r.include_embedding,
+        );
         // Batches up to EAGER_MEMORIES memories in all come back with the ranking; a
         // larger k streams on.
-        let ranked =
-            recall_batches::rank(engine, self.recall_pool.as_ref(), r.space, req, reading).await?;
+        let ranked = self.recaller(&engine).rank(r.space, req, reading).await?;
         let snapshot = ranked.snapshot;
         let message = move |memories: Vec<pb::Memory>, more: bool| pb::RecallResponse {
             memories,
@@ -234,33 +290,51 @@ impl Mnemo for MnemoService {
         };
         let done = ranked.cursor.is_done();
         let last = ranked.batches.len() - 1;
-        let ready: Vec<Result<pb::RecallResponse, Status>> = ranked
+        let ready: Vec<pb::RecallResponse> = ranked
             .batches
             .into_iter()
             .enumerate()
-            .map(|(i, found)| Ok(message(found, i < last || !done)))
+            .map(|(i, found)| message(found, i < last || !done))
             .collect();
         if done {
-            return Ok(Response::new(Box::pin(futures::stream::iter(ready))));
+            return Ok(Response::new(Box::pin(futures::stream::iter(
+                ready.into_iter().map(Ok),
+            ))));
         }
-        let (tx, rx) = mpsc::channel(4);
         let mut cursor = ranked.cursor;
-        tokio::task::spawn_blocking(move || {
-            for msg in ready {
-                if tx.blocking_send(msg).is_err() {
-                    return;
+        let stream = produce(
+            self.limits.stream_idle_timeout,
+            self.shutdown.clone(),
+            |mut out| async move {
+                let _permit = permit;
+                for msg in ready {
+                    if !out.send(Ok(msg)).await {
+                        return;
+                    }
                 }
-            }
-            loop {
-                let msg = recall_batches::next_batch(&mut cursor, reading)
-                    .map(|found| message(found, !cursor.is_done()));
-                let last = msg.as_ref().map_or(true, |m| !m.more);
-                if tx.blocking_send(msg.map_err(status)).is_err() || last {
-                    return;
+                loop {
+                    // A blocking thread for the read of one batch, never while waiting.
+                    let read = tokio::task::spawn_blocking(move || {
+                        let found = recall_batches::next_batch(&mut cursor, reading);
+                        (cursor, found)
+                    })
+                    .await;
+                    let Ok((back, found)) = read else {
+                        let _ = out.send(Err(Status::internal("recall task failed"))).await;
+                        return;
+                    };
+                    cursor = back;
+                    let msg = found
+                        .map(|found| message(found, !cursor.is_done()))
+                        .map_err(status);
+                    let last = msg.as_ref().map_or(true, |m| !m.more);
+                    if !out.send(msg).await || last {
+                        return;
+                    }
                 }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn export(
@@ -280,38 +354,65 @@ impl Mnemo for MnemoService {
             0 => 256,
             n => n.min(4096) as usize,
         };
-        // The first batch is read here so that a bad request fails the call itself.
-        let space = r.space;
-        let first = {
-            let (engine, space) = (Arc::clone(&engine), space.clone());
-            blocking(move || engine.export(&space, r.after_lsn, snapshot, batch)).await?
-        };
+        let max_bytes = self.limits.max_response_bytes;
         let with_embedding = r.include_embedding;
-        let (tx, rx) = mpsc::channel(4);
-        // A bounded channel: a slow reader holds at most a few batches here.
-        tokio::task::spawn_blocking(move || {
-            let mut found = Ok(first);
-            let mut after = r.after_lsn;
-            loop {
-                let msg = found.map(|memories| {
-                    after = memories.last().map_or(snapshot, |m| m.lsn);
-                    pb::ExportResponse {
-                        memories: memories
-                            .into_iter()
-                            .map(|m| convert::memory(m, with_embedding))
-                            .collect(),
-                        snapshot_lsn: snapshot,
-                        more: after < snapshot,
+        let space = r.space;
+        // One batch: at most `batch` memories and about `max_bytes` (a blocking read).
+        let read = move |engine: Arc<Engine>, space: String, after: u64| {
+            tokio::task::spawn_blocking(move || {
+                let mut memories = Vec::new();
+                let (mut bytes, mut next) = (0, after);
+                while memories.len() < batch && bytes < max_bytes && next < snapshot {
+                    let want = (batch - memories.len()).min(16);
+                    let (found, scanned) = engine.export(&space, next, snapshot, want)?;
+                    next = scanned;
+                    for m in found {
+                        let m = convert::memory(m, with_embedding);
+                        bytes += prost::Message::encoded_len(&m);
+                        memories.push(m);
                     }
-                });
-                let last = msg.as_ref().map_or(true, |m| !m.more);
-                if tx.blocking_send(msg.map_err(status)).is_err() || last {
-                    return;
                 }
-                found = engine.export(&space, after, snapshot, batch);
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+                Ok::<_, Error>((memories, next))
+            })
+        };
+        // The first batch is read here so that a bad request fails the call itself.
+        let first = read(Arc::clone(&engine), space.clone(), r.after_lsn)
+            .await
+            .map_err(|e| Status::internal(format!("task failed: {e}")))?
+            .map_err(status)?;
+        let stream = produce(
+            self.limits.stream_idle_timeout,
+            self.shutdown.clone(),
+            |mut out| async move {
+                let mut found = first;
+                loop {
+                    let (memories, after) = found;
+                    let more = after < snapshot;
+                    let msg = pb::ExportResponse {
+                        memories,
+                        snapshot_lsn: snapshot,
+                        more,
+                    };
+                    if !out.send(Ok(msg)).await || !more {
+                        return;
+                    }
+                    found = match read(Arc::clone(&engine), space.clone(), after).await {
+                        Ok(Ok(next)) => next,
+                        Ok(Err(e)) => {
+                            let _ = out.send(Err(status(e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = out
+                                .send(Err(Status::internal(format!("task failed: {e}"))))
+                                .await;
+                            return;
+                        }
+                    };
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn remember(
@@ -342,15 +443,23 @@ impl Mnemo for MnemoService {
         request: Request<pb::RecallRequest>,
     ) -> Result<Response<pb::RecallOnceResponse>, Status> {
         let access = self.access(&request)?;
+        let _permit = self.admit_recall(&request, &access)?;
         let r = request.into_inner();
         access.check(Right::Read, &r.space)?;
         let engine = Arc::clone(self.engine()?);
-        let req = convert::recall_request(&r);
-        let reading = Reading::new(0, usize::MAX, r.include_embedding);
-        let ranked =
-            recall_batches::rank(engine, self.recall_pool.as_ref(), r.space, req, reading).await?;
+        let req = convert::recall_request(&r)?;
+        let max = self.limits.max_response_bytes;
+        let reading = Reading::new(0, max, 1, r.include_embedding);
+        let mut ranked = self.recaller(&engine).rank(r.space, req, reading).await?;
+        if !ranked.cursor.is_done() {
+            let fit = ranked.batches.iter().map(Vec::len).sum::<usize>();
+            return Err(Status::invalid_argument(format!(
+                "the answer exceeds the response limit of {max} bytes after {fit} memories: ask \
+                 for fewer (k), leave out embeddings, or use the streaming Recall"
+            )));
+        }
         Ok(Response::new(pb::RecallOnceResponse {
-            memories: ranked.batches.into_iter().flatten().collect(),
+            memories: ranked.batches.pop().unwrap_or_default(),
             snapshot_lsn: ranked.snapshot,
         }))
     }

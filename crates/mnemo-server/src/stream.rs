@@ -14,9 +14,11 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use crate::convert::{self, status};
+use crate::indexed_watch::IndexedWatch;
 use crate::offload::blocking;
 use crate::pb;
-use crate::recall_batches::{self, Reading};
+use crate::recall_admission::RecallAdmission;
+use crate::recall_batches::{Reading, Recaller};
 
 /// What the client sent, whichever stream it came on.
 pub(crate) enum Incoming {
@@ -124,9 +126,6 @@ impl Wire for pb::MemoryResponse {
     }
 }
 
-/// Most INDEXED notifications a stream tracks at once; past it they are skipped
-/// (they are informational; ACCEPTED already means durable and visible).
-const MAX_INDEXED_PENDING: usize = 100_000;
 /// Most recalls of one MemoryStream running or waiting to be sent.
 const MAX_RECALLS_PENDING: usize = 16;
 /// Inbound messages a session handles before it lets other tasks on its thread run.
@@ -145,8 +144,12 @@ pub(crate) struct SessionStream<W> {
     /// The caller's rights: recalls inside the stream may name other spaces.
     pub(crate) access: crate::auth::Access,
     pub(crate) shutdown: watch::Receiver<bool>,
-    /// Where recalls made in the stream are ranked (as plain Recall calls are).
-    pub(crate) recall_pool: Option<Arc<crate::RecallPool>>,
+    /// Recalls made in the stream: admitted, waited and ranked as plain Recall calls are.
+    pub(crate) recaller: Recaller,
+    pub(crate) admission: Arc<RecallAdmission>,
+    pub(crate) connection: Option<std::net::SocketAddr>,
+    /// Byte budget of one recall's results in all.
+    pub(crate) max_response_bytes: usize,
 }
 
 impl<W: Wire> SessionStream<W> {
@@ -161,7 +164,14 @@ impl<W: Wire> SessionStream<W> {
     pub(crate) async fn run(self, session: Session, mut inbound: Inbound) {
         let mut session = Some(session);
         let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
-        let mut indexed: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        let mut indexed = IndexedWatch::new(
+            Arc::clone(&self.engine),
+            self.space.clone(),
+            session
+                .as_ref()
+                .map(|s| s.id().to_string())
+                .unwrap_or_default(),
+        );
         let mut recalls: FuturesUnordered<RecallFuture> = FuturesUnordered::new();
         let mut pressure = self.engine.subscribe_pressure();
         let mut paused = false;
@@ -239,16 +249,17 @@ impl<W: Wire> SessionStream<W> {
                     while let Some(Some(a)) = pending.next().now_or_never() {
                         batch.push(a);
                     }
-                    if self.want_indexed && indexed.len() < MAX_INDEXED_PENDING {
+                    if self.want_indexed {
                         for a in &batch {
                             if a.status == pb::AckStatus::Accepted as i32 {
-                                self.track_indexed(a.clone(), &mut indexed);
+                                indexed.accepted(a.sequence);
                             }
                         }
                     }
                     if !self.send(W::acks(batch)).await { return; }
                 }
-                Some(a) = indexed.next(), if !paused && !indexed.is_empty() => {
+                a = indexed.next(), if !paused && indexed.pending() => {
+                    indexed.announced(a.sequence);
                     if !self.send(W::acks(vec![a])).await { return; }
                 }
                 Some(results) = recalls.next(), if !paused && !recalls.is_empty() => {
@@ -320,27 +331,9 @@ impl<W: Wire> SessionStream<W> {
         }
     }
 
-    fn track_indexed(&self, accepted: pb::Ack, indexed: &mut FuturesUnordered<AckFuture>) {
-        let Ok(wait) = self.engine.indexed(&self.space, accepted.lsn) else {
-            return;
-        };
-        indexed.push(Box::pin(async move {
-            // A dropped space never indexes: the notification simply never comes.
-            if wait.await.is_err() {
-                futures::future::pending::<()>().await;
-            }
-            pb::Ack {
-                status: pb::AckStatus::Indexed as i32,
-                ..accepted
-            }
-        }));
-    }
-
     /// Runs one recall query on the recall threads (or the blocking pool); its results
     /// come back tagged.
     fn recall(&self, q: pb::RecallQuery) -> RecallFuture {
-        let engine = Arc::clone(&self.engine);
-        let pool = self.recall_pool.clone();
         let mut req = q.request.unwrap_or_default();
         if req.space.is_empty() {
             req.space.clone_from(&self.space);
@@ -349,12 +342,32 @@ impl<W: Wire> SessionStream<W> {
         if let Err(denied) = self.access.check(crate::auth::Right::Read, &req.space) {
             return Box::pin(async move { vec![refused_recall(id, &denied)] });
         }
+        let permit = match self
+            .admission
+            .admit(self.connection, self.access.key_name())
+        {
+            Ok(p) => p,
+            Err(busy) => return Box::pin(async move { vec![refused_recall(id, &busy)] }),
+        };
+        let spec = match convert::recall_request(&req) {
+            Ok(spec) => spec,
+            Err(bad) => return Box::pin(async move { vec![refused_recall(id, &bad)] }),
+        };
+        // The whole answer is built before it is sent: it must fit in the budget.
+        let max = self.max_response_bytes;
+        let reading =
+            Reading::new(req.batch_size, max, usize::MAX, req.include_embedding).total_bytes(max);
+        let recaller = self.recaller.clone();
         Box::pin(async move {
-            let reading = Reading::new(req.batch_size, usize::MAX, req.include_embedding);
-            let spec = convert::recall_request(&req);
-            let ranked =
-                recall_batches::rank(engine, pool.as_ref(), req.space, spec, reading).await;
-            let ranked = match ranked {
+            let _permit = permit;
+            let ranked = match recaller.rank(req.space, spec, reading).await {
+                Ok(r) if !r.cursor.is_done() => {
+                    let too_big = Status::invalid_argument(format!(
+                        "the answer exceeds the response limit of {max} bytes: ask for fewer (k), \
+                         leave out embeddings, or use the streaming Recall"
+                    ));
+                    return vec![refused_recall(id, &too_big)];
+                }
                 Ok(r) => r,
                 Err(st) => return vec![refused_recall(id, &st)],
             };

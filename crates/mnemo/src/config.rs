@@ -20,6 +20,21 @@ pub(crate) struct ServeConfig {
     pub(crate) metrics: String,
     /// Largest request message, bytes. Default 4 MiB.
     pub(crate) max_message_bytes: usize,
+    /// Largest response message, bytes: recall and export batches are cut there, a
+    /// RecallOnce answer past it is refused. Default 16 MiB (1 MiB..=64 MiB).
+    pub(crate) max_response_bytes: usize,
+    /// Recalls in progress at once (waiting for `min_lsn`, ranking, or streaming),
+    /// server-wide; past it RESOURCE_EXHAUSTED with a retry-after. Default 1,024.
+    pub(crate) max_recalls: usize,
+    /// Recalls in progress per connection. Default 64.
+    pub(crate) max_recalls_per_connection: usize,
+    /// Recalls in progress per API key (all its connections). Default 256.
+    pub(crate) max_recalls_per_key: usize,
+    /// A streaming Recall or Export whose client reads nothing for this long is
+    /// closed (ABORTED), in seconds. Default 30.
+    pub(crate) stream_idle_timeout_s: u64,
+    /// Streams (calls) a connection may have open at once. Default 256.
+    pub(crate) max_streams_per_connection: u32,
     /// Niceness (0..=19, Linux) of the threads that run Observe and MemoryStream
     /// sessions (ingestion). Connections, requests and recalls run at normal
     /// priority, so on a machine busy ingesting they win the cores. Default 5 (the
@@ -52,12 +67,78 @@ impl ServeConfig {
     }
 }
 
+impl ServeConfig {
+    /// Every server limit in its range; the error names the field.
+    fn check_limits(&self) -> anyhow::Result<()> {
+        let within = |name: &str, v: u64, lo: u64, hi: u64| {
+            anyhow::ensure!(
+                (lo..=hi).contains(&v),
+                "configuration: {name} must be in {lo}..={hi}, got {v}"
+            );
+            Ok(())
+        };
+        within(
+            "max_message_bytes",
+            self.max_message_bytes as u64,
+            64 << 10,
+            64 << 20,
+        )?;
+        within(
+            "max_response_bytes",
+            self.max_response_bytes as u64,
+            1 << 20,
+            64 << 20,
+        )?;
+        within("max_recalls", self.max_recalls as u64, 1, 1 << 20)?;
+        within(
+            "max_recalls_per_connection",
+            self.max_recalls_per_connection as u64,
+            1,
+            1 << 20,
+        )?;
+        within(
+            "max_recalls_per_key",
+            self.max_recalls_per_key as u64,
+            1,
+            1 << 20,
+        )?;
+        within("stream_idle_timeout_s", self.stream_idle_timeout_s, 1, 3600)?;
+        within(
+            "max_streams_per_connection",
+            u64::from(self.max_streams_per_connection),
+            1,
+            1 << 16,
+        )
+    }
+
+    /// The server's limits from this configuration.
+    pub(crate) fn limits(&self) -> mnemo_server::Limits {
+        mnemo_server::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_response_bytes: self.max_response_bytes,
+            recalls: mnemo_server::RecallLimits {
+                in_progress: self.max_recalls,
+                per_connection: self.max_recalls_per_connection,
+                per_key: self.max_recalls_per_key,
+            },
+            stream_idle_timeout: std::time::Duration::from_secs(self.stream_idle_timeout_s),
+            max_streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             metrics: "127.0.0.1:7401".into(),
             max_message_bytes: 4 << 20,
+            max_response_bytes: 16 << 20,
+            max_recalls: 1024,
+            max_recalls_per_connection: 64,
+            max_recalls_per_key: 256,
+            stream_idle_timeout_s: 30,
+            max_streams_per_connection: 256,
             session_nice: 5,
             engine: EngineConfig::default(),
             auth: Default::default(),
@@ -112,6 +193,7 @@ impl ServeFlags {
             "configuration: session_nice must be in 0..=19, got {}",
             cfg.session_nice
         );
+        cfg.check_limits()?;
         cfg.security()?;
         Ok(cfg)
     }

@@ -51,9 +51,7 @@ pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> an
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let (auth, tls) = cfg.security()?;
     let options = mnemo_server::Options {
-        limits: mnemo_server::Limits {
-            max_message_bytes: cfg.max_message_bytes,
-        },
+        limits: cfg.limits(),
         auth,
         tls,
         ..runtimes

@@ -192,10 +192,19 @@ impl Engine {
         space.read_memory(self.inner.log.as_ref(), lsn)
     }
 
-    /// Reads the committed records with LSN in `(after, upto]`, in LSN order, at most
-    /// `max` of them. `upto` must be committed (take it from [`Engine::snapshot`]):
-    /// a space's LSNs are dense, so repeated calls walk a whole snapshot.
-    pub fn export(&self, space: &str, after: Lsn, upto: Lsn, max: usize) -> Result<Vec<Memory>> {
+    /// Reads the committed records with LSN in `(after, upto]`, in LSN order: the
+    /// LSNs from `after + 1` to `min(upto, after + max)`, skipping records lost to
+    /// log damage (placeholders left by `mnemo repair`). Returns them with the last
+    /// LSN read: the next call continues after it. `upto` must be committed (take it
+    /// from [`Engine::snapshot`]): a space's LSNs are dense, so repeated calls walk a
+    /// whole snapshot.
+    pub fn export(
+        &self,
+        space: &str,
+        after: Lsn,
+        upto: Lsn,
+        max: usize,
+    ) -> Result<(Vec<Memory>, Lsn)> {
         let space = self.inner.registry.by_name(space)?;
         let committed = space.committed.get();
         if upto > committed {
@@ -206,13 +215,13 @@ impl Engine {
         }
         let end = upto.min(after.saturating_add(max as u64));
         if after >= end {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), after.max(end)));
         }
-        // Records lost to log damage (placeholders left by `mnemo repair`) are skipped.
-        ((after + 1)..=end)
+        let memories = ((after + 1)..=end)
             .filter(|&lsn| !space.is_lost(lsn))
             .map(|lsn| space.read_memory(self.inner.log.as_ref(), lsn))
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((memories, end))
     }
 
     /// Last sequence number and its LSN that `session` committed in `space`.
@@ -233,6 +242,11 @@ impl Engine {
             .session_lsn(session, seq))
     }
 
+    /// The space's index watermark: every LSN up to it is in the HNSW graph.
+    pub fn indexed_lsn(&self, space: &str) -> Result<Lsn> {
+        Ok(self.inner.registry.by_name(space)?.indexed.get())
+    }
+
     /// Waits until everything up to `lsn` is in the HNSW graph.
     pub fn wait_indexed(&self, space: &str, lsn: Lsn, timeout: Duration) -> Result<()> {
         let space = self.inner.registry.by_name(space)?;
@@ -245,6 +259,28 @@ impl Engine {
                 committed: seen,
                 waited: timeout,
             })
+    }
+
+    /// Resolves once everything up to `lsn` is committed (durable and visible):
+    /// async, for read-your-writes waits that must not hold a thread. No timeout:
+    /// wrap it in one. Fails if the space is dropped meanwhile.
+    pub fn committed(
+        &self,
+        space: &str,
+        lsn: Lsn,
+    ) -> Result<impl Future<Output = Result<Lsn>> + Send + 'static> {
+        let space = self.inner.registry.by_name(space)?;
+        Ok(async move {
+            loop {
+                let changed = space.committed.changed();
+                let now = space.committed.get();
+                if now >= lsn {
+                    return Ok(now);
+                }
+                space.check_live()?;
+                changed.await;
+            }
+        })
     }
 
     /// Resolves once everything up to `lsn` is in the HNSW graph (async; no timeout:
