@@ -102,7 +102,9 @@ fn check_recall(mut r: pb::RecallRequest) {
     let e = engine();
     // A read-your-writes wait on an LSN nobody writes would only test the clock.
     r.min_lsn = 0;
-    let req = recall_request(&r);
+    let Ok(req) = recall_request(&r) else {
+        return; // refused before the engine (a max_wait past the bound)
+    };
     let k = req.k;
     match e.recall(SPACE, req).and_then(|c| {
         let snapshot = c.snapshot();

@@ -588,3 +588,69 @@ read = ["notes"]
         .unwrap();
     fails_with(&out, "auth key 'short'");
 }
+
+/// 64 recalls parked on an LSN that never comes (each allowed to wait 60 s) and
+/// streams nobody reads do not keep `mnemo serve` from exiting on SIGTERM.
+#[test]
+fn sigterm_exits_promptly_with_parked_recalls_and_unread_streams() {
+    use mnemo_client::pb;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(dir.path(), port, 0);
+    server.ok(&["space", "create", "s", "--dim", "4"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let parked = rt.block_on(async {
+        let c =
+            mnemo_client::Client::connect(mnemo_client::ConnectOptions::new(server.addr.clone()))
+                .await
+                .unwrap();
+        for i in 0..300 {
+            let o = pb::Observation {
+                content: "x".repeat(4000),
+                embedding: vec![i as f32, 1.0, 0.0, 0.5],
+                ..Default::default()
+            };
+            c.remember("s", o).await.unwrap();
+        }
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            let mut stub = c.stub();
+            held.push(tokio::spawn(async move {
+                stub.recall(pb::RecallRequest {
+                    space: "s".into(),
+                    cue: vec![1.0, 1.0, 0.0, 0.5],
+                    k: 10,
+                    min_lsn: 1 << 63,
+                    max_wait_ms: 60_000,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            }));
+        }
+        let other = c.reconnect().await.unwrap();
+        let mut unread = Vec::new();
+        for _ in 0..20 {
+            let s = other
+                .stub()
+                .recall(pb::RecallRequest {
+                    space: "s".into(),
+                    cue: vec![1.0, 1.0, 0.0, 0.5],
+                    k: 300,
+                    batch_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            unread.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (held, unread, c, other)
+    });
+    let t = Instant::now();
+    let status = server.sigterm();
+    assert!(status.success(), "{status:?}");
+    // The grace for connections is 5 s; the engine's close follows.
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    drop(parked);
+}

@@ -15,3 +15,4 @@ mod hostile;
 mod interop;
 mod memory_stream;
 mod observe;
+mod read_path;
