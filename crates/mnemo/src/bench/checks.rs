@@ -7,16 +7,14 @@ use std::collections::HashMap;
 
 use super::workload::Workload;
 
-/// Recall@10 of the server against `truth` (row ids), 4 queries at a time. The
-/// probes are in the space too but not in the truth: each query asks for `probes`
-/// more and the first 10 workload rows count.
+/// Recall@10 of the server against `truth` (memory ids of the exact 10 nearest
+/// among everything stored, probes included), with k = 10 requests as a client
+/// would make them, 4 queries at a time.
 pub(super) async fn recall_at_10(
     admin: &mut Stub,
     space: &str,
-    work: &Workload,
     queries: &[Vec<f32>],
-    truth: &[Vec<u64>],
-    probes: u32,
+    truth: &[Vec<String>],
 ) -> anyhow::Result<f64> {
     use futures::StreamExt;
     let asks = truth.iter().zip(queries).map(|(t, q)| {
@@ -24,18 +22,12 @@ pub(super) async fn recall_at_10(
         let req = pb::RecallRequest {
             space: space.to_string(),
             cue: q.clone(),
-            k: 10 + probes,
+            k: 10,
             ..Default::default()
         };
         async move {
             let got = c.recall_once(req).await?.into_inner();
-            let found = got
-                .memories
-                .iter()
-                .filter_map(|m| work.index_of(&m.id))
-                .take(10)
-                .filter(|i| t.contains(i))
-                .count();
+            let found = got.memories.iter().filter(|m| t.contains(&m.id)).count();
             Ok::<_, tonic::Status>((found, t.len().min(10)))
         }
     });
@@ -54,6 +46,30 @@ pub(super) async fn recall_at_10(
     } else {
         found as f64 / wanted as f64
     })
+}
+
+/// The exact 10 nearest ids of `query` among the workload rows `nearest` (the 10
+/// nearest rows, from a ground-truth file or a brute-force scan) and the probes:
+/// the true top 10 of rows ∪ probes lies within those.
+pub(super) fn with_probes(
+    work: &Workload,
+    metric: pb::Metric,
+    query: &[f32],
+    nearest: &[u64],
+    probes: &[(String, Vec<f32>)],
+) -> Vec<String> {
+    let mut scored: Vec<(f32, String)> = nearest
+        .iter()
+        .map(|&row| (work.score(metric, query, &work.vector(row)), work.id(row)))
+        .chain(
+            probes
+                .iter()
+                .map(|(id, v)| (work.score(metric, query, v), id.clone())),
+        )
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.truncate(10);
+    scored.into_iter().map(|(_, id)| id).collect()
 }
 
 /// What the export found against what was acked.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::checks::{audit, recall_at_10};
+use super::checks::{audit, recall_at_10, with_probes};
 use super::load::{self, Live, Plan, ServerView};
 use super::report::{self, Report};
 use super::side_runtime::SideRuntime;
@@ -181,7 +181,7 @@ pub(super) async fn drive(
         .collect();
     rows.sort_unstable();
     let whole_set = work.len() == Some(rows.len() as u64);
-    let (truth, truth_source) = match truth {
+    let (nearest, truth_source) = match truth {
         Some(t) if whole_set => (Some(t), "file"),
         _ if args.exact_queries > 0 => {
             let qs: Vec<Vec<f32>> = queries.iter().take(args.exact_queries).cloned().collect();
@@ -191,18 +191,21 @@ pub(super) async fn drive(
         }
         _ => (None, "none"),
     };
-    let recall_at_10 = match &truth {
-        Some(t) => Some(
-            recall_at_10(
-                &mut admin,
-                &space,
-                &work,
-                &queries,
-                t,
-                probe.acked.len() as u32,
-            )
-            .await?,
-        ),
+    // The probes are stored too: the truth is over rows and probes together.
+    let probe_vectors: Vec<(String, Vec<f32>)> = probe
+        .acked
+        .iter()
+        .filter_map(|(id, _)| Some((id.clone(), work.probe_vector(args.seed, work.probe_index(id)?))))
+        .collect();
+    let recall_at_10 = match &nearest {
+        Some(nearest) => {
+            let truth: Vec<Vec<String>> = nearest
+                .iter()
+                .zip(queries.iter())
+                .map(|(n, q)| with_probes(&work, metric, q, n, &probe_vectors))
+                .collect();
+            Some(recall_at_10(&mut admin, &space, &queries, &truth).await?)
+        }
         None => None,
     };
 
@@ -279,3 +282,4 @@ fn show(bar: &ProgressBar, live: &Live, view: &Mutex<ServerView>, started: Insta
         live.recalls.load(Ordering::Relaxed),
     ));
 }
+

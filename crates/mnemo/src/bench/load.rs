@@ -240,16 +240,18 @@ pub(crate) async fn recaller(
     // send evenly spaced recalls instead of a burst of all of them every interval.
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + pace.phase, pace.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Open loop: each recall is timed from when it was due, so a slow answer that
+    // delays the next send counts in that one's latency too (no coordinated
+    // omission), and late sends go out at once to catch up.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut q = first;
     while !stop.load(Ordering::Relaxed) {
-        tick.tick().await;
+        let due = tick.tick().await;
         if stop.load(Ordering::Relaxed) || queries.is_empty() {
             break;
         }
         let cue = queries[q % queries.len()].clone();
         q += 1;
-        let started = Instant::now();
         let result: Result<(), tonic::Status> = async {
             let mut stream = client
                 .recall(pb::RecallRequest {
@@ -270,7 +272,7 @@ pub(crate) async fn recaller(
         .await;
         match result {
             Ok(()) => {
-                record(&mut out.latency, started.elapsed());
+                record(&mut out.latency, due.elapsed());
                 out.count += 1;
                 live.recalls.fetch_add(1, Ordering::Relaxed);
             }
@@ -391,6 +393,11 @@ pub(crate) async fn probes(
                 break;
             }
             if Instant::now() > deadline {
+                let best = r.memories.first().map(|m| (m.lsn, m.score));
+                tracing::warn!(
+                    probe = p, lsn, snapshot = r.snapshot_lsn, ?best,
+                    "a visibility probe was not found by a recall within 10 s"
+                );
                 out.not_found += 1;
                 break;
             }

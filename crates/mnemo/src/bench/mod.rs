@@ -202,11 +202,20 @@ pub(crate) async fn run(args: BenchArgs, server: mnemo_server::Options) -> anyho
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    anyhow::ensure!(
-        report.lost == 0,
-        "{} acked observations are missing from the server",
-        report.lost
-    );
+    // A run fails on anything a database must never do, not only on a loss.
+    let failures = [
+        (report.lost, "acked observations missing from the server"),
+        (report.stored_twice, "observations stored twice"),
+        (report.unacked_stored, "stored records no ack named"),
+        (report.snapshot_violations, "recall results above their snapshot"),
+        (report.probes_not_found, "visibility probes never found by a recall"),
+    ];
+    let failed: Vec<String> = failures
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "the run failed: {}", failed.join("; "));
     Ok(())
 }
 

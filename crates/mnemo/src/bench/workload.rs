@@ -106,22 +106,45 @@ impl Workload {
     }
 
     /// The row index of a workload id; `None` for probes and foreign ids.
-    pub(crate) fn index_of(&self, id: &str) -> Option<u64> {
+    #[cfg(test)]
+    fn index_of(&self, id: &str) -> Option<u64> {
         let (nonce, i) = Uuid::parse_str(id).ok()?.as_u64_pair();
         (nonce == self.nonce).then_some(i)
+    }
+
+    /// The probe number of a probe id; `None` for rows and foreign ids.
+    pub(crate) fn probe_index(&self, id: &str) -> Option<u64> {
+        let (nonce, p) = Uuid::parse_str(id).ok()?.as_u64_pair();
+        (nonce == self.nonce | PROBE_MARK).then_some(p)
+    }
+
+    /// Similarity of `v` to `query` as the server ranks it (higher is nearer).
+    pub(crate) fn score(&self, metric: Metric, query: &[f32], v: &[f32]) -> f32 {
+        score(metric, query, dot(query, query).sqrt(), v)
     }
 
     pub(crate) fn probe_id(&self, p: u64) -> String {
         Uuid::from_u64_pair(self.nonce | PROBE_MARK, p).to_string()
     }
 
-    /// A probe's vector: uniform in the cube, far from every cluster centre's noise ball.
+    /// A probe's vector, drawn like the rows (a memory like any other) from a seed
+    /// stream of its own: a point far from all the data would test how an
+    /// approximate graph reaches outliers, not how soon a record is visible.
     pub(crate) fn probe_vector(&self, seed: u64, p: u64) -> Vec<f32> {
         let mut r =
             SmallRng::seed_from_u64(seed ^ PROBE_MARK ^ p.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        (0..self.dim)
-            .map(|_| r.random_range(-1.0f32..1.0))
-            .collect()
+        match &self.vectors {
+            Vectors::Synthetic { centres, .. } => {
+                let c = &centres[r.random_range(0..centres.len())];
+                c.iter()
+                    .map(|x| x + r.random_range(-CLUSTER_NOISE..CLUSTER_NOISE))
+                    .collect()
+            }
+            Vectors::Dataset(rows) => rows[r.random_range(0..rows.len())]
+                .iter()
+                .map(|x| x * r.random_range(0.9f32..1.1))
+                .collect(),
+        }
     }
 
     /// `n` query vectors drawn like the rows but from their own seed stream.
@@ -217,6 +240,8 @@ mod tests {
         assert_ne!(w.vector(5), w.vector(6));
         assert_eq!(w.index_of(&w.id(123)), Some(123));
         assert_eq!(w.index_of(&w.probe_id(3)), None);
+        assert_eq!(w.probe_index(&w.probe_id(3)), Some(3));
+        assert_eq!(w.probe_index(&w.id(3)), None);
         assert_eq!(Workload::synthetic(16, 4, 9, 78).index_of(&w.id(1)), None);
     }
 
