@@ -29,18 +29,6 @@ use crate::types::{IndexParams, Lsn, Metric, Precision, SpaceConfig};
 const SLOTS: usize = 64;
 /// Smallest capacity reserved.
 const MIN_CAPACITY: usize = 1024;
-/// Least search expansion of one shard when `ef_search` is shared among shards.
-const SHARD_EF_FLOOR: usize = 64;
-
-/// Search expansion of each of `shards` graphs. `ef_search` is the effort of a
-/// whole recall: split among the shards, each a fraction of the space, but not below
-/// `SHARD_EF_FLOOR` (or `ef_search` if lower). Two shards of GloVe-50 at 64 each give
-/// recall@10 0.994, one graph at 160 about 0.97 (docs/benchmarks.md).
-pub(crate) fn shard_ef(ef_search: u32, shards: usize) -> usize {
-    let ef = ef_search as usize;
-    (ef / shards.max(1)).max(ef.min(SHARD_EF_FLOOR))
-}
-
 /// A counting semaphore for usearch thread slots.
 struct Slots {
     free: Mutex<usize>,
@@ -124,9 +112,13 @@ fn index_err(e: impl std::fmt::Display) -> Error {
 
 impl Shard {
     /// An empty index for `config`, one of `shards`.
-    fn new(config: &SpaceConfig, shards: usize) -> Result<Self> {
+    fn new(config: &SpaceConfig) -> Result<Self> {
         let index = usearch::Index::new(&options(config)).map_err(index_err)?;
-        index.change_expansion_search(shard_ef(config.index.ef_search, shards));
+        // Every shard searches with the space's whole `ef_search`: a shard holds a
+        // share of the rows, but its own top k needs the same effort as one graph's
+        // (splitting it among two shards cost recall@10 0.98 → 0.90 at 300K × 768
+        // for no measurable latency; docs/benchmarks.md, session 8).
+        index.change_expansion_search(config.index.ef_search as usize);
         index
             .reserve_capacity_and_threads(MIN_CAPACITY, SLOTS)
             .map_err(index_err)?;
@@ -134,7 +126,7 @@ impl Shard {
     }
 
     /// Loads a saved index; checks it matches `config`.
-    fn load(path: &Path, config: &SpaceConfig, shards: usize) -> Result<Self> {
+    fn load(path: &Path, config: &SpaceConfig) -> Result<Self> {
         let index = usearch::Index::new(&options(config)).map_err(index_err)?;
         index.load(&path.to_string_lossy()).map_err(index_err)?;
         if index.dimensions() != config.dim as usize {
@@ -146,7 +138,11 @@ impl Shard {
         }
         // Expansion factors are not stored in the file.
         index.change_expansion_add(config.index.ef_construction as usize);
-        index.change_expansion_search(shard_ef(config.index.ef_search, shards));
+        // Every shard searches with the space's whole `ef_search`: a shard holds a
+        // share of the rows, but its own top k needs the same effort as one graph's
+        // (splitting it among two shards cost recall@10 0.98 → 0.90 at 300K × 768
+        // for no measurable latency; docs/benchmarks.md, session 8).
+        index.change_expansion_search(config.index.ef_search as usize);
         let cap = (index.size() * 2).max(MIN_CAPACITY);
         index
             .reserve_capacity_and_threads(cap, SLOTS)
@@ -301,7 +297,7 @@ impl Hnsw {
     pub(crate) fn new(config: &SpaceConfig, shards: usize) -> Result<Self> {
         let count = shards.max(1);
         let shards = (0..count)
-            .map(|_| Shard::new(config, count))
+            .map(|_| Shard::new(config))
             .collect::<Result<Vec<_>>>()?;
         Ok(Hnsw {
             shards,
@@ -323,7 +319,7 @@ impl Hnsw {
             .map(|p| {
                 let mut shard = None;
                 fs.read_via_path(p, &mut |real| {
-                    shard = Some(Shard::load(real, config, paths.len())?);
+                    shard = Some(Shard::load(real, config)?);
                     Ok(())
                 })?;
                 shard.ok_or_else(|| Error::Index(format!("{} was not loaded", p.display())))
@@ -447,18 +443,6 @@ impl Hnsw {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ef_search_is_shared_among_shards_down_to_a_floor() {
-        assert_eq!(shard_ef(160, 1), 160);
-        assert_eq!(shard_ef(160, 2), 80);
-        assert_eq!(shard_ef(160, 4), 64);
-        assert_eq!(shard_ef(160, 0), 160);
-        assert_eq!(shard_ef(1000, 8), 125);
-        // A low setting is not raised to the floor.
-        assert_eq!(shard_ef(32, 2), 32);
-        assert_eq!(shard_ef(8, 1), 8);
-    }
 
     #[test]
     fn add_search_filter_save_load() {
