@@ -195,7 +195,12 @@ pub(super) async fn drive(
     let probe_vectors: Vec<(String, Vec<f32>)> = probe
         .acked
         .iter()
-        .filter_map(|(id, _)| Some((id.clone(), work.probe_vector(args.seed, work.probe_index(id)?))))
+        .filter_map(|(id, _)| {
+            Some((
+                id.clone(),
+                work.probe_vector(args.seed, work.probe_index(id)?),
+            ))
+        })
         .collect();
     let recall_at_10 = match &nearest {
         Some(nearest) => {
@@ -282,4 +287,3 @@ fn show(bar: &ProgressBar, live: &Live, view: &Mutex<ServerView>, started: Insta
         live.recalls.load(Ordering::Relaxed),
     ));
 }
-

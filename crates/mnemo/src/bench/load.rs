@@ -395,7 +395,10 @@ pub(crate) async fn probes(
             if Instant::now() > deadline {
                 let best = r.memories.first().map(|m| (m.lsn, m.score));
                 tracing::warn!(
-                    probe = p, lsn, snapshot = r.snapshot_lsn, ?best,
+                    probe = p,
+                    lsn,
+                    snapshot = r.snapshot_lsn,
+                    ?best,
                     "a visibility probe was not found by a recall within 10 s"
                 );
                 out.not_found += 1;

@@ -207,8 +207,14 @@ pub(crate) async fn run(args: BenchArgs, server: mnemo_server::Options) -> anyho
         (report.lost, "acked observations missing from the server"),
         (report.stored_twice, "observations stored twice"),
         (report.unacked_stored, "stored records no ack named"),
-        (report.snapshot_violations, "recall results above their snapshot"),
-        (report.probes_not_found, "visibility probes never found by a recall"),
+        (
+            report.snapshot_violations,
+            "recall results above their snapshot",
+        ),
+        (
+            report.probes_not_found,
+            "visibility probes never found by a recall",
+        ),
     ];
     let failed: Vec<String> = failures
         .iter()
