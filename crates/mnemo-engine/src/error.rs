@@ -21,6 +21,17 @@ pub enum Error {
     /// A memory space with this name exists already.
     #[error("memory space '{0}' already exists")]
     SpaceExists(String),
+    /// A memory with this id exists in the space already (ids are unique per
+    /// space); nothing was written.
+    #[error("a memory with id {id} exists in space '{space}' already")]
+    MemoryExists {
+        /// The space.
+        space: String,
+        /// The id.
+        id: uuid::Uuid,
+        /// The existing memory's LSN (none while it is still being written).
+        lsn: Option<u64>,
+    },
     /// The space cannot take more observations right now; retry after the hint.
     #[error("overloaded: {reason}; retry after {retry_after:?}")]
     Overloaded {

@@ -279,6 +279,85 @@ fn put_str16(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// What filters, ids and ranking need of a record, borrowed from its body or from
+/// a decoded record: everything but the embedding and the content.
+#[derive(Debug, Clone)]
+pub(crate) struct ObservationAttrs<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) occurred_at_us: i64,
+    pub(crate) recorded_at_us: i64,
+    pub(crate) confidence: f32,
+    pub(crate) session_id: &'a str,
+    pub(crate) session_seq: u64,
+    pub(crate) tags: Vec<(&'a str, &'a str)>,
+}
+
+impl ObservationRecord {
+    /// The record's attributes.
+    pub(crate) fn attrs(&self) -> ObservationAttrs<'_> {
+        ObservationAttrs {
+            id: self.id,
+            occurred_at_us: self.occurred_at_us,
+            recorded_at_us: self.recorded_at_us,
+            confidence: self.confidence,
+            session_id: &self.session_id,
+            session_seq: self.session_seq,
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+
+    /// Decodes the attributes of a body, skipping the embedding and the content
+    /// (what recovery needs for records the index checkpoint already holds).
+    pub(crate) fn decode_attrs(body: &[u8]) -> Result<ObservationAttrs<'_>, DecodeError> {
+        let mut r = Reader { buf: body, pos: 0 };
+        let kind = r.u8("kind")?;
+        if kind != KIND_OBSERVATION_V1 {
+            return Err(DecodeError(format!("unknown record kind {kind}")));
+        }
+        let id = Uuid::from_bytes(r.array::<16>("id")?);
+        let occurred_at_us = i64::from_le_bytes(r.array("occurred_at")?);
+        let recorded_at_us = i64::from_le_bytes(r.array("recorded_at")?);
+        let confidence = f32::from_le_bytes(r.array("confidence")?);
+        let session_seq = u64::from_le_bytes(r.array("session_seq")?);
+        let n = u16::from_le_bytes(r.array("session_id")?) as usize;
+        let session_id = std::str::from_utf8(r.bytes(n, "session_id")?)
+            .map_err(|_| DecodeError("session_id is not UTF-8".into()))?;
+        let dim = u32::from_le_bytes(r.array("dim")?) as usize;
+        r.bytes(
+            dim.checked_mul(4)
+                .ok_or_else(|| DecodeError("dim overflow".into()))?,
+            "embedding",
+        )?;
+        let content_len = u32::from_le_bytes(r.array("content_len")?) as usize;
+        r.bytes(content_len, "content")?;
+        let ntags = u16::from_le_bytes(r.array("tag_count")?);
+        let mut tags = Vec::with_capacity(ntags as usize);
+        let mut s16 = |what: &str| -> Result<&str, DecodeError> {
+            let n = u16::from_le_bytes(r.array(what)?) as usize;
+            std::str::from_utf8(r.bytes(n, what)?)
+                .map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+        };
+        for _ in 0..ntags {
+            let k = s16("tag key")?;
+            let v = s16("tag value")?;
+            tags.push((k, v));
+        }
+        Ok(ObservationAttrs {
+            id,
+            occurred_at_us,
+            recorded_at_us,
+            confidence,
+            session_id,
+            session_seq,
+            tags,
+        })
+    }
+}
+
 /// A record body that does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed record: {0}")]

@@ -19,7 +19,7 @@ pub fn status(e: Error) -> Status {
     let (code, retry) = match &e {
         Error::InvalidArgument(_) => (Code::InvalidArgument, None),
         Error::SpaceNotFound(_) | Error::SessionNotFound(_) => (Code::NotFound, None),
-        Error::SpaceExists(_) => (Code::AlreadyExists, None),
+        Error::SpaceExists(_) | Error::MemoryExists { .. } => (Code::AlreadyExists, None),
         Error::Overloaded { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
         Error::TooManySessions { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
         Error::StorageFull { .. } => (Code::ResourceExhausted, Some(STORAGE_FULL_RETRY)),
@@ -117,6 +117,12 @@ pub fn recall_request(r: &pb::RecallRequest) -> Result<engine::RecallRequest, St
     if r.max_wait_ms > 0 {
         req.max_wait = Duration::from_millis(u64::from(r.max_wait_ms));
     }
+    if let Some(f) = &r.filter {
+        req.filter = filter(f)?;
+    }
+    if let Some(rk) = &r.ranking {
+        req.ranking = ranking(rk)?;
+    }
     if req.max_wait > engine::MAX_RECALL_WAIT {
         return Err(Status::invalid_argument(format!(
             "max_wait_ms must be at most {}, got {}",
@@ -125,6 +131,69 @@ pub fn recall_request(r: &pb::RecallRequest) -> Result<engine::RecallRequest, St
         )));
     }
     Ok(req)
+}
+
+/// An engine filter from the protocol's, checked: a bad clause is INVALID_ARGUMENT
+/// naming it.
+pub(crate) fn filter(f: &pb::Filter) -> Result<engine::Filter, Status> {
+    use pb::tag_clause::Test;
+    let mut tags = Vec::with_capacity(f.tags.len());
+    for (i, c) in f.tags.iter().enumerate() {
+        let test = match &c.test {
+            Some(Test::Equals(v)) => engine::TagTest::Equals(v.clone()),
+            Some(Test::AnyOf(set)) => engine::TagTest::AnyOf(set.values.clone()),
+            Some(Test::Present(true)) => engine::TagTest::Present,
+            Some(Test::Absent(true)) => engine::TagTest::Absent,
+            Some(Test::Present(false) | Test::Absent(false)) | None => {
+                return Err(Status::invalid_argument(format!(
+                    "filter.tags[{i}] ({}): no test given (equals, any_of, present or absent)",
+                    c.key
+                )));
+            }
+        };
+        tags.push(engine::TagClause {
+            key: c.key.clone(),
+            test,
+        });
+    }
+    let range = |r: &Option<pb::TimeRange>| {
+        r.as_ref()
+            .map_or_else(engine::TimeRange::default, |r| engine::TimeRange {
+                from_us: r.from_us,
+                until_us: r.until_us,
+            })
+    };
+    let out = engine::Filter {
+        tags,
+        session_ids: f.session_ids.clone(),
+        occurred_at: range(&f.occurred_at),
+        recorded_at: range(&f.recorded_at),
+        min_confidence: f.min_confidence,
+    };
+    out.validate().map_err(status)?;
+    Ok(out)
+}
+
+/// An engine ranking from the protocol's, checked.
+pub(crate) fn ranking(r: &pb::Ranking) -> Result<engine::Ranking, Status> {
+    let out = engine::Ranking {
+        half_life: (r.half_life_ms > 0).then(|| Duration::from_millis(r.half_life_ms)),
+        confidence_weight: r.confidence_weight,
+    };
+    out.validate().map_err(status)?;
+    Ok(out)
+}
+
+/// Memory ids from the wire; a malformed one is INVALID_ARGUMENT naming it.
+pub(crate) fn ids(ids: &[String]) -> Result<Vec<uuid::Uuid>, Status> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            uuid::Uuid::parse_str(id).map_err(|e| {
+                Status::invalid_argument(format!("ids[{i}] ({id:?}) is not a UUID: {e}"))
+            })
+        })
+        .collect()
 }
 
 /// Space configuration from a create request (0 = default for each parameter).
@@ -182,6 +251,7 @@ pub(crate) fn space_stats(s: &engine::SpaceStats) -> pb::SpaceStats {
         indexed_count: s.indexed_count,
         fresh_count: s.fresh_count,
         checkpoint_lsn: s.checkpoint_lsn,
+        attrs_bytes: s.attrs_bytes,
     }
 }
 
@@ -218,6 +288,7 @@ pub(crate) fn rejected(sequence: u64, e: &Error) -> pb::Ack {
             (pb::RejectCode::SessionClosed, Duration::ZERO, 0)
         }
         Error::StorageFull { .. } => (pb::RejectCode::StorageFull, STORAGE_FULL_RETRY, 0),
+        Error::MemoryExists { .. } => (pb::RejectCode::AlreadyExists, Duration::ZERO, 0),
         Error::InvalidArgument(_) | Error::RecordLost { .. } => {
             (pb::RejectCode::Invalid, Duration::ZERO, 0)
         }

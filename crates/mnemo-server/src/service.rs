@@ -357,14 +357,27 @@ impl Mnemo for MnemoService {
         let max_bytes = self.limits.max_response_bytes;
         let with_embedding = r.include_embedding;
         let space = r.space;
+        // A filter is turned into the matching set once, for the whole export.
+        let selection = match &r.filter {
+            Some(f) => {
+                let f = convert::filter(f)?;
+                let (engine, space) = (Arc::clone(&engine), space.clone());
+                Some(Arc::new(
+                    blocking(move || engine.select(&space, &f, snapshot)).await?,
+                ))
+            }
+            None => None,
+        };
         // One batch: at most `batch` memories and about `max_bytes` (a blocking read).
         let read = move |engine: Arc<Engine>, space: String, after: u64| {
+            let selection = selection.clone();
             tokio::task::spawn_blocking(move || {
                 let mut memories = Vec::new();
                 let (mut bytes, mut next) = (0, after);
                 while memories.len() < batch && bytes < max_bytes && next < snapshot {
                     let want = (batch - memories.len()).min(16);
-                    let (found, scanned) = engine.export(&space, next, snapshot, want)?;
+                    let (found, scanned) =
+                        engine.export(&space, next, snapshot, want, selection.as_deref())?;
                     next = scanned;
                     for m in found {
                         let m = convert::memory(m, with_embedding);
@@ -461,6 +474,36 @@ impl Mnemo for MnemoService {
         Ok(Response::new(pb::RecallOnceResponse {
             memories: ranked.batches.pop().unwrap_or_default(),
             snapshot_lsn: ranked.snapshot,
+        }))
+    }
+
+    async fn get_memories(
+        &self,
+        request: Request<pb::GetMemoriesRequest>,
+    ) -> Result<Response<pb::GetMemoriesResponse>, Status> {
+        let access = self.access(&request)?;
+        let r = request.into_inner();
+        access.check(Right::Read, &r.space)?;
+        let engine = Arc::clone(self.engine()?);
+        if r.ids.len() > mnemo_engine::MAX_GET_IDS {
+            return Err(Status::invalid_argument(format!(
+                "{} ids, the limit is {}",
+                r.ids.len(),
+                mnemo_engine::MAX_GET_IDS
+            )));
+        }
+        let ids = convert::ids(&r.ids)?;
+        let snapshot = (r.snapshot_lsn > 0).then_some(r.snapshot_lsn);
+        let with_embedding = r.include_embedding;
+        let (snapshot, found, missing) =
+            blocking(move || engine.get_memories(&r.space, &ids, snapshot)).await?;
+        Ok(Response::new(pb::GetMemoriesResponse {
+            memories: found
+                .into_iter()
+                .map(|m| convert::memory(m, with_embedding))
+                .collect(),
+            missing: missing.iter().map(ToString::to_string).collect(),
+            snapshot_lsn: snapshot,
         }))
     }
 

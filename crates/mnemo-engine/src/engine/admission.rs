@@ -82,6 +82,7 @@ impl Inner {
         space: Arc<Space>,
         rec: &ObservationRecord,
         lane: Lane,
+        client_id: bool,
     ) -> Result<ObserveTicket> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
@@ -124,6 +125,18 @@ impl Inner {
                 reg.budget.bytes(),
                 reg.budget.max_bytes()
             ));
+        }
+        // Ids are unique per space: a client-chosen one is checked and held until
+        // its append commits or fails (server-made UUIDv7s cannot collide). Last, so
+        // that no other refusal leaves it held.
+        if client_id && let Err(taken) = space.attrs.write().reserve_id(rec.id) {
+            space.fresh.release(1);
+            reg.budget.release(1, body.len());
+            return Err(Error::MemoryExists {
+                space: space.info.name.clone(),
+                id: rec.id,
+                lsn: taken.0,
+            });
         }
         let append = self.log.append_hinted(space.info.no, body, lane as u8);
         Ok(ObserveTicket {

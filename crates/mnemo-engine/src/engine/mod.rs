@@ -20,6 +20,26 @@ mod spaces;
 mod workers;
 
 pub use admission::{ObserveTicket, Observed};
+
+/// Most ids one [`Engine::get_memories`] may ask for.
+pub const MAX_GET_IDS: usize = 1000;
+
+/// The memories of a space that matched a filter at a snapshot (see
+/// [`Engine::select`]).
+#[derive(Debug, Clone)]
+pub struct Selection(roaring::RoaringTreemap);
+
+impl Selection {
+    /// How many memories matched.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// True if none matched.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 pub use repair::{repair, repair_in};
 pub use session::{Ack, AckKind, Session, SessionTicket};
 
@@ -39,8 +59,10 @@ use crate::log::{FileLog, Log, LogStats};
 use crate::recall::{RecallCursor, RecallRequest};
 use crate::record::ObservationRecord;
 use crate::space::catalog::Catalog;
+use crate::types::Filter;
 use crate::types::{Lane, Lsn, Memory, Observation};
 use registry::Registry;
+use uuid::Uuid;
 
 struct Inner {
     config: EngineConfig,
@@ -100,8 +122,9 @@ impl Engine {
         lane: Lane,
     ) -> Result<ObserveTicket> {
         let space = self.inner.registry.by_name(space)?;
+        let client_id = obs.id.is_some();
         let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
-        self.inner.submit(space, &rec, lane)
+        self.inner.submit(space, &rec, lane, client_id)
     }
 
     /// Like [`Engine::observe`], but while the engine is overloaded it sleeps for the
@@ -114,9 +137,13 @@ impl Engine {
     ) -> Result<ObserveTicket> {
         let deadline = Instant::now() + max_wait;
         let space = self.inner.registry.by_name(space)?;
+        let client_id = obs.id.is_some();
         let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
         loop {
-            match self.inner.submit(Arc::clone(&space), &rec, Lane::Normal) {
+            match self
+                .inner
+                .submit(Arc::clone(&space), &rec, Lane::Normal, client_id)
+            {
                 Err(Error::Overloaded { retry_after, .. })
                     if Instant::now() + retry_after <= deadline =>
                 {
@@ -177,7 +204,7 @@ impl Engine {
     pub fn recall(&self, space: &str, req: RecallRequest) -> Result<RecallCursor> {
         let space = self.inner.registry.by_name(space)?;
         let log: Arc<dyn Log> = Arc::clone(&self.inner.log) as Arc<dyn Log>;
-        RecallCursor::open(space, log, req)
+        RecallCursor::open(space, log, req, self.inner.config.recall_exact_limit)
     }
 
     /// Reads one committed record by LSN (score 0).
@@ -193,17 +220,19 @@ impl Engine {
     }
 
     /// Reads the committed records with LSN in `(after, upto]`, in LSN order: the
-    /// LSNs from `after + 1` to `min(upto, after + max)`, skipping records lost to
-    /// log damage (placeholders left by `mnemo repair`). Returns them with the last
-    /// LSN read: the next call continues after it. `upto` must be committed (take it
-    /// from [`Engine::snapshot`]): a space's LSNs are dense, so repeated calls walk a
-    /// whole snapshot.
+    /// LSNs from `after + 1` to `min(upto, after + max)` — of those, the ones in
+    /// `selection` if there is one (see [`Engine::select`]), and never a record lost
+    /// to log damage (a placeholder left by `mnemo repair`). Returns them with the
+    /// last LSN read: the next call continues after it. `upto` must be committed
+    /// (take it from [`Engine::snapshot`]): a space's LSNs are dense, so repeated
+    /// calls walk a whole snapshot.
     pub fn export(
         &self,
         space: &str,
         after: Lsn,
         upto: Lsn,
         max: usize,
+        selection: Option<&Selection>,
     ) -> Result<(Vec<Memory>, Lsn)> {
         let space = self.inner.registry.by_name(space)?;
         let committed = space.committed.get();
@@ -217,11 +246,83 @@ impl Engine {
         if after >= end {
             return Ok((Vec::new(), after.max(end)));
         }
-        let memories = ((after + 1)..=end)
-            .filter(|&lsn| !space.is_lost(lsn))
-            .map(|lsn| space.read_memory(self.inner.log.as_ref(), lsn))
-            .collect::<Result<_>>()?;
+        let log = self.inner.log.as_ref();
+        let memories = match selection {
+            Some(sel) => {
+                let mut lsns = sel.0.clone();
+                lsns.remove_range(..=after);
+                lsns.remove_range(end + 1..);
+                lsns.iter()
+                    .map(|lsn| space.read_memory(log, lsn))
+                    .collect::<Result<_>>()?
+            }
+            None => ((after + 1)..=end)
+                .filter(|&lsn| !space.is_lost(lsn))
+                .map(|lsn| space.read_memory(log, lsn))
+                .collect::<Result<_>>()?,
+        };
         Ok((memories, end))
+    }
+
+    /// The memories of `space` matching `filter` up to `snapshot` (which must be
+    /// committed): for exports of a part of a space.
+    pub fn select(&self, space: &str, filter: &Filter, snapshot: Lsn) -> Result<Selection> {
+        filter.validate()?;
+        let space = self.inner.registry.by_name(space)?;
+        let committed = space.committed.get();
+        if snapshot > committed {
+            return Err(Error::SnapshotInFuture {
+                requested: snapshot,
+                committed,
+            });
+        }
+        Ok(Selection(space.select(filter, snapshot)))
+    }
+
+    /// The memories with `ids` as of `snapshot` (none: the latest), in the order
+    /// asked, and the ids with no memory then. At most [`MAX_GET_IDS`] ids.
+    pub fn get_memories(
+        &self,
+        space: &str,
+        ids: &[Uuid],
+        snapshot: Option<Lsn>,
+    ) -> Result<(Lsn, Vec<Memory>, Vec<Uuid>)> {
+        if ids.len() > MAX_GET_IDS {
+            return Err(Error::invalid(format!(
+                "{} ids, the limit is {MAX_GET_IDS}",
+                ids.len()
+            )));
+        }
+        let space = self.inner.registry.by_name(space)?;
+        let committed = space.committed.get();
+        let snapshot = match snapshot {
+            Some(s) if s > committed => {
+                return Err(Error::SnapshotInFuture {
+                    requested: s,
+                    committed,
+                });
+            }
+            Some(s) => s,
+            None => committed,
+        };
+        let lsns: Vec<Option<Lsn>> = {
+            let attrs = space.attrs.read();
+            ids.iter()
+                .map(|id| {
+                    attrs
+                        .lsn_of(id)
+                        .filter(|&l| l <= snapshot && !space.is_lost(l))
+                })
+                .collect()
+        };
+        let (mut found, mut missing) = (Vec::new(), Vec::new());
+        for (id, lsn) in ids.iter().zip(lsns) {
+            match lsn {
+                Some(lsn) => found.push(space.read_memory(self.inner.log.as_ref(), lsn)?),
+                None => missing.push(*id),
+            }
+        }
+        Ok((snapshot, found, missing))
     }
 
     /// Last sequence number and its LSN that `session` committed in `space`.

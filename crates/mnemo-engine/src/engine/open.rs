@@ -243,8 +243,9 @@ fn recover_record(
         return Ok(());
     }
     if space.in_checkpoint(c.lsn) {
-        let (session, seq) = ObservationRecord::decode_session(c.body).map_err(corrupt)?;
-        space.track_session(session, seq, c.lsn);
+        let attrs = ObservationRecord::decode_attrs(c.body).map_err(corrupt)?;
+        space.track_session(attrs.session_id, attrs.session_seq, c.lsn);
+        space.attrs.write().push(c.lsn, Some(&attrs));
         return Ok(());
     }
     let rec = ObservationRecord::decode(c.body).map_err(corrupt)?;

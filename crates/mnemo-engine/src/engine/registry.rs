@@ -145,11 +145,15 @@ impl CommitSink for Registry {
         }
     }
 
-    fn not_committed(&self, space: SpaceNo, body_len: usize) {
+    fn not_committed(&self, space: SpaceNo, body: &[u8]) {
         if let Some(space) = self.get(space) {
             space.fresh.release(1);
+            // A client-chosen id reserved at admission is free again.
+            if let Ok(rec) = ObservationRecord::decode_attrs(body) {
+                space.attrs.write().release_id(rec.id);
+            }
             space.committed.wake(); // duplicates waiting for this record find out
         }
-        self.budget.release(1, body_len);
+        self.budget.release(1, body.len());
     }
 }

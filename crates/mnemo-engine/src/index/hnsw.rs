@@ -346,6 +346,22 @@ impl Hnsw {
         self.shards.iter().any(|s| s.contains(lsn))
     }
 
+    /// The stored vectors (as f32, at the graph's precision) of those `lsns` that
+    /// are in the graph; each shard is read-locked once.
+    pub(crate) fn vectors(&self, lsns: &[Lsn], dim: usize) -> Vec<(Lsn, Vec<f32>)> {
+        let mut out = Vec::with_capacity(lsns.len());
+        let mut buf = vec![0f32; dim];
+        for shard in &self.shards {
+            let index = shard.index.read();
+            for &lsn in lsns {
+                if index.contains(lsn) && index.get(lsn, &mut buf).is_ok_and(|n| n > 0) {
+                    out.push((lsn, buf.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// Inserts a batch of `(lsn, vector)` into a shard no other insert is using (or
     /// waits for one). A key already in the chosen shard is skipped; with
     /// `check_all_shards` (a retried batch) keys present in any shard are skipped.

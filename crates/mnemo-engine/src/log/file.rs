@@ -187,7 +187,7 @@ impl Log for FileLog {
 
     fn append_hinted(&self, space: SpaceNo, body: Vec<u8>, hint: u8) -> AppendTicket {
         let refuse = |e: Error| {
-            self.shared.sink.not_committed(space, body.len());
+            self.shared.sink.not_committed(space, &body);
             AppendTicket::failed(e)
         };
         if body.len() + frame::PAYLOAD_HEADER > frame::MAX_PAYLOAD {
@@ -219,7 +219,7 @@ impl Log for FileLog {
             self.shared
                 .pending_bytes
                 .fetch_sub(bytes, Ordering::Relaxed);
-            self.shared.sink.not_committed(space, req.body.len());
+            self.shared.sink.not_committed(space, &req.body);
             return AppendTicket::failed(Error::ShuttingDown);
         }
         AppendTicket::pending(rx)

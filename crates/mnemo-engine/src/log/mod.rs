@@ -62,9 +62,9 @@ pub trait CommitSink: Send + Sync {
     fn committed(&self, batch: &[Committed<'_>]);
 
     /// Called once for every append that will never commit (refused, log poisoned,
-    /// shutting down, space forgotten), so the caller can release what it reserved.
-    /// May run on the appending thread or on the writer thread.
-    fn not_committed(&self, _space: SpaceNo, _body_len: usize) {}
+    /// shutting down, space forgotten), with its body, so the caller can release
+    /// what it reserved. May run on the appending thread or on the writer thread.
+    fn not_committed(&self, _space: SpaceNo, _body: &[u8]) {}
 }
 
 /// Counters of the log.

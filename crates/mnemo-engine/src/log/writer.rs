@@ -76,7 +76,7 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
     };
     if let Some(why) = shared.poisoned.lock().clone() {
         for r in &batch {
-            shared.sink.not_committed(r.space, r.body.len());
+            shared.sink.not_committed(r.space, &r.body);
         }
         finish(
             batch
@@ -117,9 +117,7 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
     let written = write_and_sync(shared, buf);
     let mut results: Vec<Option<Result<Lsn>>> = (0..batch.len()).map(|_| None).collect();
     for i in rejected {
-        shared
-            .sink
-            .not_committed(batch[i].space, batch[i].body.len());
+        shared.sink.not_committed(batch[i].space, &batch[i].body);
         results[i] = Some(Err(Error::SpaceNotFound(format!("#{}", batch[i].space.0))));
     }
     match written {
@@ -128,7 +126,7 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             shared.poison(why.clone());
             for p in &placed {
                 let r = &batch[p.request];
-                shared.sink.not_committed(r.space, r.body.len());
+                shared.sink.not_committed(r.space, &r.body);
                 results[p.request] = Some(Err(Error::Poisoned(why.clone())));
             }
         }

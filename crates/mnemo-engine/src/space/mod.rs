@@ -5,6 +5,7 @@
 //! is in the fresh tier or the graph. Lock order: `sessions` is never held with any
 //! other lock of the space.
 
+pub(crate) mod attrs;
 pub(crate) mod catalog;
 pub(crate) mod checkpoint;
 
@@ -23,7 +24,9 @@ use crate::ingest::queue::SpaceQueue;
 use crate::io::FileSystem;
 use crate::log::Log;
 use crate::record::{self, ObservationRecord};
-use crate::types::{Lsn, Memory, SpaceInfo, SpaceStats};
+use crate::types::{Filter, Lsn, Memory, SpaceInfo, SpaceStats};
+use attrs::Attrs;
+use roaring::RoaringTreemap;
 
 /// The LSN a session sequence maps to when its record was lost to log damage.
 pub(crate) const LOST: Lsn = 0;
@@ -105,6 +108,8 @@ pub(crate) struct Space {
     sessions: Mutex<HashMap<String, Vec<Lsn>>>,
     /// LSNs lost to log damage (placeholders written by `mnemo repair`).
     lost: RwLock<BTreeSet<Lsn>>,
+    /// Posting lists, columns and ids of every memory (filters, get by id).
+    pub(crate) attrs: RwLock<Attrs>,
     pub(crate) checkpoint_lsn: AtomicU64,
     pub(crate) checkpoint_lock: Mutex<()>,
     /// Where checkpoints are written.
@@ -141,6 +146,7 @@ impl Space {
             indexed: Watermark::new(checkpoint_lsn),
             sessions: Mutex::new(HashMap::new()),
             lost: RwLock::new(BTreeSet::new()),
+            attrs: RwLock::new(Attrs::default()),
             checkpoint_lsn: AtomicU64::new(checkpoint_lsn),
             checkpoint_lock: Mutex::new(()),
             fs,
@@ -154,6 +160,7 @@ impl Space {
     /// is applied.
     pub(crate) fn apply(&self, lsn: Lsn, rec: &ObservationRecord, recovering: bool) -> bool {
         self.track_session(&rec.session_id, rec.session_seq, lsn);
+        self.attrs.write().push(lsn, Some(&rec.attrs()));
         if self.in_checkpoint(lsn) {
             return false; // in the loaded checkpoint already
         }
@@ -196,6 +203,7 @@ impl Space {
     /// past it.
     pub(crate) fn mark_lost(&self, lsn: Lsn) {
         self.lost.write().insert(lsn);
+        self.attrs.write().push(lsn, None);
         if !self.in_checkpoint(lsn) {
             self.fresh.skip(lsn);
         }
@@ -225,6 +233,20 @@ impl Space {
             offset: 0,
             detail: format!("space {} LSN {lsn}: {e}", self.info.name),
         }
+    }
+
+    /// Every LSN up to `snapshot` that matches `filter` (records lost to log damage
+    /// excluded).
+    pub(crate) fn select(&self, filter: &Filter, snapshot: Lsn) -> RoaringTreemap {
+        let lost = self.lost.read();
+        self.attrs.read().select(filter, snapshot, &lost)
+    }
+
+    /// When the snapshot `lsn` committed: the server time its last record was
+    /// recorded at (µs), if there is one.
+    pub(crate) fn commit_time(&self, lsn: Lsn) -> Option<i64> {
+        let attrs = self.attrs.read();
+        (1..=lsn).rev().take(64).find_map(|l| attrs.recorded_at(l))
     }
 
     /// True if any record of this space was lost to log damage.
@@ -288,6 +310,7 @@ impl Space {
             indexed_count: self.hnsw.len() as u64,
             fresh_count: self.fresh.len() as u64,
             checkpoint_lsn: self.checkpoint_lsn.load(Ordering::Acquire),
+            attrs_bytes: self.attrs.read().memory_bytes() as u64,
         }
     }
 

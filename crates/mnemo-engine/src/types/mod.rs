@@ -4,12 +4,17 @@
 //! Files: `space.rs` (configuration, description, counters), `limits.rs` (every
 //! client-controlled bound), `names.rs`, `time.rs`, `lane.rs`.
 
+mod filter;
 mod lane;
 mod limits;
 mod names;
 mod space;
 mod time;
 
+pub use filter::{
+    Attributes, Filter, MAX_CONFIDENCE_WEIGHT, MAX_FILTER_SESSIONS, MAX_FILTER_TAG_CLAUSES,
+    MAX_FILTER_VALUES, Ranking, TagClause, TagTest, TimeRange,
+};
 pub use lane::Lane;
 pub use limits::*;
 pub use names::validate_space_name;

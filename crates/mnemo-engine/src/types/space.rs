@@ -145,4 +145,7 @@ pub struct SpaceStats {
     pub fresh_count: u64,
     /// LSN covered by the last checkpoint on disk.
     pub checkpoint_lsn: Lsn,
+    /// Bytes held by the posting lists, attribute columns and id map (filters,
+    /// get by id).
+    pub attrs_bytes: u64,
 }

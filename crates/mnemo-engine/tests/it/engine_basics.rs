@@ -270,8 +270,8 @@ fn export_past_the_end_or_from_the_last_lsn_returns_nothing() {
         e.observe_blocking("s", obs(format!("o{i}"), vec![i as f32, 1.0]))
             .unwrap();
     }
-    assert!(e.export("s", u64::MAX, 3, 10).unwrap().0.is_empty());
-    assert!(e.export("s", 3, 3, 10).unwrap().0.is_empty());
-    assert_eq!(e.export("s", 1, 3, usize::MAX).unwrap().0.len(), 2);
+    assert!(e.export("s", u64::MAX, 3, 10, None).unwrap().0.is_empty());
+    assert!(e.export("s", 3, 3, 10, None).unwrap().0.is_empty());
+    assert_eq!(e.export("s", 1, 3, usize::MAX, None).unwrap().0.len(), 2);
     e.close().unwrap();
 }

@@ -42,7 +42,7 @@ fn write(dir: &Path, segment_bytes: u64) -> Written {
     let mut written = Written::new();
     for s in SPACES {
         for m in engine
-            .export(s, 0, PER_SPACE, PER_SPACE as usize)
+            .export(s, 0, PER_SPACE, PER_SPACE as usize, None)
             .unwrap()
             .0
         {
@@ -160,7 +160,7 @@ fn damage_and_repair(pristine: &Path, written: &Written, segment: usize, offset:
         }
     }
     // Export skips the placeholder; the session resumes after its highest sequence.
-    let exported = engine.export(&space, 0, PER_SPACE, 1000).unwrap().0;
+    let exported = engine.export(&space, 0, PER_SPACE, 1000, None).unwrap().0;
     assert_eq!(exported.len() as u64, PER_SPACE - 1);
     let session = engine.open_session(&space, Some("writer")).unwrap();
     let lost_seq = written[&(space.clone(), lost_lsn)].session_seq;

@@ -10,6 +10,7 @@ mod common;
 
 mod crash;
 mod engine_basics;
+mod filters;
 mod full_disk;
 mod glove;
 mod log_damage;

@@ -60,7 +60,7 @@ fn observation(n: u64) -> Observation {
 /// each is whole and is one of the observations sent.
 fn stored(engine: &Engine, sent: u64) -> BTreeMap<u64, String> {
     let upto = engine.snapshot("s").unwrap();
-    let all = engine.export("s", 0, upto, usize::MAX).unwrap().0;
+    let all = engine.export("s", 0, upto, usize::MAX, None).unwrap().0;
     assert_eq!(all.len() as u64, upto, "LSNs are dense");
     all.into_iter()
         .map(|m| {

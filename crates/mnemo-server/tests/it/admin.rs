@@ -267,6 +267,7 @@ async fn export_walks_a_snapshot_in_lsn_order() {
             snapshot_lsn: 20,
             batch_size: 6,
             include_embedding: true,
+            ..Default::default()
         })
         .await
         .unwrap()

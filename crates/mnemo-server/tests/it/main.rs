@@ -11,6 +11,7 @@ mod common;
 mod admin;
 mod auth;
 mod client_session;
+mod filters;
 mod hostile;
 mod interop;
 mod memory_stream;

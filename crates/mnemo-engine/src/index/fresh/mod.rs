@@ -232,6 +232,25 @@ impl FreshTier {
 }
 
 impl FreshTier {
+    /// The vectors (as f32, at the graph's precision, prepared for the metric) of
+    /// those `lsns` that have a row here, indexed or not; `lsns` ascending.
+    pub(crate) fn vectors(&self, lsns: &[Lsn]) -> Vec<(Lsn, Vec<f32>)> {
+        let st = self.state.read();
+        let mut out = Vec::new();
+        for &lsn in lsns {
+            let Some(i) = Self::chunk_of(&st.chunks, lsn) else {
+                continue;
+            };
+            let chunk = &st.chunks[i];
+            let row = (lsn - chunk.base) as usize;
+            let rows = chunk.rows.read();
+            if row < rows.len() {
+                out.push((lsn, rows.index_row(row, self.dim).to_f32()));
+            }
+        }
+        out
+    }
+
     /// Moves past `lsn`, which has no row (a record lost to log damage).
     pub(crate) fn skip(&self, lsn: Lsn) {
         let mut st = self.state.write();

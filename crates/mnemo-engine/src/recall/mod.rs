@@ -14,11 +14,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod plan;
+
 use crate::error::{Error, Result};
 use crate::index::score;
 use crate::log::Log;
 use crate::space::Space;
-use crate::types::{Lsn, Memory};
+use crate::types::{Filter, Lsn, Memory, Ranking};
+use plan::Plan;
 
 /// Candidates re-scored beyond `k` (at least this many, or `k / 2`): the fresh scan
 /// ranks by 8-bit codes and the graph at index precision, so the exact re-score
@@ -54,6 +57,11 @@ pub struct RecallRequest {
     pub snapshot: SnapshotSpec,
     /// Longest wait for [`SnapshotSpec::AtLeast`], at most [`MAX_RECALL_WAIT`].
     pub max_wait: Duration,
+    /// Only memories matching this (the default: all).
+    pub filter: Filter,
+    /// How similarity is weighed with recency and confidence (the default:
+    /// similarity alone).
+    pub ranking: Ranking,
 }
 
 impl RecallRequest {
@@ -64,6 +72,8 @@ impl RecallRequest {
             k,
             snapshot: SnapshotSpec::Latest,
             max_wait: Duration::from_secs(5),
+            filter: Filter::default(),
+            ranking: Ranking::default(),
         }
     }
 }
@@ -77,6 +87,9 @@ pub struct RecallCursor {
     prepared: Vec<f32>,
     snapshot: Lsn,
     remaining: usize,
+    filter: Filter,
+    ranking: Ranking,
+    exact_limit: u64,
     /// (LSN, exact score) of the results not yet returned, best first; ranked on
     /// the first batch.
     ranked: Option<VecDeque<(Lsn, f32)>>,
@@ -93,7 +106,12 @@ impl std::fmt::Debug for RecallCursor {
 }
 
 impl RecallCursor {
-    pub(crate) fn open(space: Arc<Space>, log: Arc<dyn Log>, req: RecallRequest) -> Result<Self> {
+    pub(crate) fn open(
+        space: Arc<Space>,
+        log: Arc<dyn Log>,
+        req: RecallRequest,
+        exact_limit: u64,
+    ) -> Result<Self> {
         let dim = space.info.config.dim as usize;
         if req.cue.len() != dim {
             return Err(Error::invalid(format!(
@@ -104,6 +122,8 @@ impl RecallCursor {
         if let Some(i) = req.cue.iter().position(|x| !x.is_finite()) {
             return Err(Error::invalid(format!("cue[{i}] is not a finite number")));
         }
+        req.filter.validate()?;
+        req.ranking.validate()?;
         if req.max_wait > MAX_RECALL_WAIT {
             return Err(Error::invalid(format!(
                 "max_wait must be at most {} ms, got {} ms",
@@ -145,6 +165,9 @@ impl RecallCursor {
             prepared,
             snapshot,
             remaining: req.k,
+            filter: req.filter,
+            ranking: req.ranking,
+            exact_limit,
             ranked: None,
         })
     }
@@ -185,94 +208,64 @@ impl RecallCursor {
         Ok(batch)
     }
 
-    /// The best `min(k, S)` records of the snapshot with exact scores, best first.
-    ///
-    /// Candidates come from the fresh tier (8-bit scores) and the graph (its own
-    /// distances, at index precision); both are close to exact, so only the best
-    /// `want` plus a margin are read back from the log and re-scored in f32.
+    /// The best `min(k, S)` records of the snapshot (those matching the filter)
+    /// with exact scores (combined with the ranking's factors), best first. See
+    /// `plan.rs` for how candidates are found.
     fn rank(&self) -> Result<VecDeque<(Lsn, f32)>> {
         let snapshot = self.snapshot;
         let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
         let want = self.remaining.min(available);
         let margin = (want / 2).max(RESCORE_MARGIN);
-        let metric = self.space.info.config.metric;
         // Index workers pause their next insert until this recall has ranked.
         let _recalling = self.space.recalls.enter();
         let started = std::time::Instant::now();
         let traced = tracing::enabled!(tracing::Level::DEBUG);
         let sched0 = traced.then(crate::thread_sched_ns).flatten();
-        // Order matters: fresh first, then the graph (see the module docs).
-        let fresh = self
-            .space
-            .fresh
-            .scan(&self.prepared, want + margin, snapshot, &|_| false);
-        let fresh_done = started.elapsed();
-        let sched1 = traced.then(crate::thread_sched_ns).flatten();
-        let mut ask = want + 8;
-        let any_lost = self.space.any_lost();
-        let visible = |lsn: Lsn| lsn <= snapshot && !(any_lost && self.space.is_lost(lsn));
-        let mut candidates = loop {
-            let hits = self.space.hnsw.search(&self.cue, ask, &visible)?;
-            let short = hits.len() < ask;
-            let mut merged: Vec<(Lsn, f32)> = fresh
-                .iter()
-                .copied()
-                .chain(
-                    hits.into_iter()
-                        .map(|(lsn, d)| (lsn, score::from_distance(metric, d))),
-                )
-                .collect();
-            // One entry per LSN (a row can be in both tiers), its best approximate score.
-            merged.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
-            merged.dedup_by_key(|c| c.0);
-            // The graph may come back short under a tight filter (usearch trap):
-            // ask for more until the ranking is full or the graph is exhausted.
-            if merged.len() >= want || !short || ask >= available.min(MAX_RECALL_K * 4) {
-                break merged;
-            }
-            ask = (ask * 4).min(available.max(1));
+        let plan = Plan {
+            space: &self.space,
+            cue: &self.cue,
+            prepared: &self.prepared,
+            snapshot,
+            filter: &self.filter,
+            ranking: &self.ranking,
+            exact_limit: self.exact_limit,
         };
-        let graph_done = started.elapsed();
-        let sched2 = traced.then(crate::thread_sched_ns).flatten();
-
-        // Only the best `want + margin` by approximate score are re-scored exactly.
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        candidates.truncate(want + margin);
-
-        let mut scored = Vec::with_capacity(candidates.len());
-        for (lsn, _) in candidates {
-            // The embedding alone: a memory's content and tags can be 70 KiB, and a
-            // large k re-scores thousands of candidates.
-            let embedding = self.space.read_embedding(self.log.as_ref(), lsn)?;
-            let exact = score::score(metric, &self.prepared, &score::prepare(metric, &embedding));
-            scored.push((lsn, exact));
-        }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(want);
-        // CPU and run-queue wait of this thread, per phase (µs): a slow phase with
-        // little CPU waited for a lock or a core.
-        let delta = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
+        let selection = plan.select();
+        let mut pool = plan.pool(want, margin);
+        let (ranked, searched) = loop {
+            let candidates = plan.candidates(selection.as_ref(), pool, want)?;
+            let searched = started.elapsed();
+            let full = candidates.len() >= pool;
+            let floor = plan.floor(&candidates);
+            let ranked = plan.rescore(candidates, pool, want, self.log.as_ref())?;
+            if plan.needs_wider(full, floor, &ranked, pool, want) {
+                pool = Plan::widen(pool);
+                continue;
+            }
+            break (ranked, searched);
+        };
+        let sched1 = traced.then(crate::thread_sched_ns).flatten();
+        // CPU and run-queue wait of this thread (µs): a slow recall with little CPU
+        // waited for a lock or a core.
+        let (cpu, runq) = match (sched0, sched1) {
             (Some(a), Some(b)) => (
                 b.0.saturating_sub(a.0) / 1000,
                 b.1.saturating_sub(a.1) / 1000,
             ),
             _ => (0, 0),
         };
-        let (fresh_cpu, fresh_wait) = delta(sched0, sched1);
-        let (graph_cpu, graph_wait) = delta(sched1, sched2);
         tracing::debug!(
-            fresh_cpu_us = fresh_cpu,
-            fresh_runq_us = fresh_wait,
-            graph_cpu_us = graph_cpu,
-            graph_runq_us = graph_wait,
+            cpu_us = cpu,
+            runq_us = runq,
             space = %self.space.info.name,
             fresh_rows = self.space.fresh.len(),
-            fresh_us = fresh_done.as_micros() as u64,
-            graph_us = (graph_done - fresh_done).as_micros() as u64,
-            rescore_us = (started.elapsed() - graph_done).as_micros() as u64,
+            selected = selection.as_ref().map(|s| s.len()),
+            pool,
+            search_us = searched.as_micros() as u64,
+            rescore_us = (started.elapsed() - searched).as_micros() as u64,
             "recall ranked"
         );
-        Ok(scored.into())
+        Ok(ranked.into())
     }
 
     /// Drains the cursor into one vector (all `k` results).

@@ -1,0 +1,258 @@
+//! How a recall finds its candidates, and how it ranks them.
+//!
+//! - **No filter**: the fresh tier is scanned (8-bit codes), *then* the graph is
+//!   searched with `lsn ≤ snapshot` (the order that leaves no committed record
+//!   between the two tiers).
+//! - **A filter** is first turned into the exact set of matching LSNs at the
+//!   snapshot (posting lists and columns, `space/attrs.rs`). Up to
+//!   `recall_exact_limit` matches, every one is scored from its vector in memory (fresh
+//!   tier or graph): the true top k of the matches, however few they are. Above it,
+//!   both tiers are searched with the set as their predicate, and if the graph comes
+//!   back short (a filtered HNSW search starves when most of the graph fails the
+//!   predicate), every match is scored instead.
+//! - **Ranking**: candidates are ordered by approximate score (similarity, or its
+//!   relevance times the recency and confidence factors), the best are re-scored
+//!   exactly from the log, and the final order is by the exact combined score. With
+//!   a ranking the pool is [`RANKING_WIDEN`] times wider, and wider again when a
+//!   candidate left out could still have beaten the k-th (its relevance bounds its
+//!   combined score from above).
+
+use roaring::RoaringTreemap;
+
+use crate::error::Result;
+use crate::index::score;
+use crate::log::Log;
+use crate::space::Space;
+use crate::types::{Filter, Lsn, Metric, Ranking, now_us};
+
+/// How much wider the candidate pool is when a ranking weighs similarity.
+const RANKING_WIDEN: usize = 4;
+/// Largest candidate pool a ranking widens to.
+const RANKING_POOL_MAX: usize = 16_384;
+
+/// One recall's view of its space.
+pub(crate) struct Plan<'a> {
+    pub(crate) space: &'a Space,
+    pub(crate) cue: &'a [f32],
+    pub(crate) prepared: &'a [f32],
+    pub(crate) snapshot: Lsn,
+    pub(crate) filter: &'a Filter,
+    pub(crate) ranking: &'a Ranking,
+    /// Matches up to which a filtered recall scores every match exactly.
+    pub(crate) exact_limit: u64,
+}
+
+/// A candidate: its LSN and approximate similarity.
+type Candidate = (Lsn, f32);
+
+impl Plan<'_> {
+    fn metric(&self) -> Metric {
+        self.space.info.config.metric
+    }
+
+    /// The LSNs matching the filter at the snapshot; `None` without a filter.
+    pub(crate) fn select(&self) -> Option<RoaringTreemap> {
+        (!self.filter.is_empty()).then(|| self.space.select(self.filter, self.snapshot))
+    }
+
+    /// Candidates for the best `pool`, approximately scored, one per LSN.
+    pub(crate) fn candidates(
+        &self,
+        selection: Option<&RoaringTreemap>,
+        pool: usize,
+        want: usize,
+    ) -> Result<Vec<Candidate>> {
+        match selection {
+            Some(sel) if sel.len() <= self.exact_limit => Ok(self.every_match(sel)),
+            Some(sel) => {
+                let found = self.search(pool, want, Some(sel))?;
+                // The graph starved under the filter: score every match instead.
+                if found.len() < want.min(sel.len() as usize) {
+                    return Ok(self.every_match(sel));
+                }
+                Ok(found)
+            }
+            None => self.search(pool, want, None),
+        }
+    }
+
+    /// The fresh tier, then the graph, each asked for `pool`, with `selection` as
+    /// their predicate.
+    fn search(
+        &self,
+        pool: usize,
+        want: usize,
+        selection: Option<&RoaringTreemap>,
+    ) -> Result<Vec<Candidate>> {
+        let (space, snapshot) = (self.space, self.snapshot);
+        let outside = |lsn: Lsn| selection.is_some_and(|s| !s.contains(lsn));
+        // Order matters: fresh first, then the graph (see the module docs).
+        let fresh = space.fresh.scan(self.prepared, pool, snapshot, &outside);
+        let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
+        let any_lost = space.any_lost();
+        let visible =
+            |lsn: Lsn| lsn <= snapshot && !(any_lost && space.is_lost(lsn)) && !outside(lsn);
+        // Plain similarity: the graph's best `want` and a few (the fresh tier gives
+        // the margin); with a ranking, the whole pool from both.
+        let plain = self.ranking.is_plain();
+        let target = if plain { want } else { pool };
+        let mut ask = if plain { want + 8 } else { pool };
+        loop {
+            let hits = space.hnsw.search(self.cue, ask, &visible)?;
+            let short = hits.len() < ask;
+            let mut merged: Vec<Candidate> = fresh
+                .iter()
+                .copied()
+                .chain(
+                    hits.into_iter()
+                        .map(|(lsn, d)| (lsn, score::from_distance(self.metric(), d))),
+                )
+                .collect();
+            // One entry per LSN (a row can be in both tiers), its best approximate score.
+            merged.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+            merged.dedup_by_key(|c| c.0);
+            // The graph may come back short (usearch trap): ask for more until the
+            // pool is full or the graph is exhausted.
+            let cap = available.min(crate::MAX_RECALL_K * 4);
+            if merged.len() >= target.min(available) || !short || ask >= cap {
+                return Ok(merged);
+            }
+            ask = (ask * 4).min(cap.max(1));
+        }
+    }
+
+    /// Every LSN of `selection`, scored from its vector in memory: the fresh tier's
+    /// row, else the graph's.
+    fn every_match(&self, selection: &RoaringTreemap) -> Vec<Candidate> {
+        let metric = self.metric();
+        let lsns: Vec<Lsn> = selection.iter().collect();
+        let mut found = self.space.fresh.vectors(&lsns);
+        found.sort_unstable_by_key(|(lsn, _)| *lsn);
+        let in_fresh = |lsn: &Lsn| found.binary_search_by_key(lsn, |(l, _)| *l).is_ok();
+        let rest: Vec<Lsn> = lsns.iter().copied().filter(|l| !in_fresh(l)).collect();
+        let dim = self.space.info.config.dim as usize;
+        found.extend(self.space.hnsw.vectors(&rest, dim));
+        found
+            .into_iter()
+            .map(|(lsn, v)| {
+                let s = score::score(metric, self.prepared, &score::prepare(metric, &v));
+                (lsn, s)
+            })
+            .collect()
+    }
+
+    /// The best `want` of `candidates`: the best `pool` by approximate score are
+    /// re-scored exactly from the log (embedding only), then ordered by exact
+    /// score, or by the combined score of the ranking.
+    pub(crate) fn rescore(
+        &self,
+        mut candidates: Vec<Candidate>,
+        pool: usize,
+        want: usize,
+        log: &dyn Log,
+    ) -> Result<Vec<Candidate>> {
+        let weigh = self.weigher();
+        candidates.sort_by(|a, b| {
+            weigh
+                .key(b.0, b.1)
+                .total_cmp(&weigh.key(a.0, a.1))
+                .then(a.0.cmp(&b.0))
+        });
+        candidates.truncate(pool);
+        let metric = self.metric();
+        let mut scored = Vec::with_capacity(candidates.len());
+        for (lsn, _) in candidates {
+            // The embedding alone: a memory's content and tags can be 70 KiB, and a
+            // large k re-scores thousands of candidates.
+            let embedding = self.space.read_embedding(log, lsn)?;
+            let exact = score::score(metric, self.prepared, &score::prepare(metric, &embedding));
+            scored.push((lsn, weigh.key(lsn, exact)));
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(want);
+        Ok(scored)
+    }
+
+    /// The pool a recall of `want` considers.
+    pub(crate) fn pool(&self, want: usize, margin: usize) -> usize {
+        if self.ranking.is_plain() {
+            want + margin
+        } else {
+            ((want + margin) * RANKING_WIDEN).min(RANKING_POOL_MAX)
+        }
+    }
+
+    /// The lowest relevance among `candidates`: with a ranking, a memory left out
+    /// of a full pool has at most this relevance, and so at most this combined
+    /// score (the factors are at most 1).
+    pub(crate) fn floor(&self, candidates: &[Candidate]) -> f32 {
+        candidates
+            .iter()
+            .map(|c| relevance(self.metric(), c.1))
+            .fold(f32::INFINITY, f32::min)
+    }
+
+    /// With a ranking: true if a memory outside a full `pool` (every one at most
+    /// `floor`) could still beat the `want`-th of `ranked`.
+    pub(crate) fn needs_wider(
+        &self,
+        full: bool,
+        floor: f32,
+        ranked: &[Candidate],
+        pool: usize,
+        want: usize,
+    ) -> bool {
+        if self.ranking.is_plain() || !full || pool >= RANKING_POOL_MAX {
+            return false;
+        }
+        ranked.len() < want || ranked.last().is_some_and(|k| floor > k.1)
+    }
+
+    /// Wider than `pool`.
+    pub(crate) fn widen(pool: usize) -> usize {
+        (pool * RANKING_WIDEN).min(RANKING_POOL_MAX)
+    }
+
+    fn weigher(&self) -> Weigher<'_> {
+        let now = if self.ranking.is_plain() {
+            0
+        } else {
+            self.space.commit_time(self.snapshot).unwrap_or_else(now_us)
+        };
+        Weigher { plan: self, now }
+    }
+}
+
+/// Turns a similarity into the score results are ordered by.
+struct Weigher<'a> {
+    plan: &'a Plan<'a>,
+    /// The snapshot's commit time (µs), for ages.
+    now: i64,
+}
+
+impl Weigher<'_> {
+    fn key(&self, lsn: Lsn, similarity: f32) -> f32 {
+        let ranking = self.plan.ranking;
+        if ranking.is_plain() {
+            return similarity;
+        }
+        let (occurred, confidence) = self
+            .plan
+            .space
+            .attrs
+            .read()
+            .time_and_confidence(lsn)
+            .unwrap_or((self.now, 1.0));
+        relevance(self.plan.metric(), similarity) * ranking.factor(self.now - occurred, confidence)
+    }
+}
+
+/// A similarity as a relevance in [0, 1], monotone in it.
+pub(crate) fn relevance(metric: Metric, similarity: f32) -> f32 {
+    match metric {
+        Metric::Cosine => ((1.0 + similarity) / 2.0).clamp(0.0, 1.0),
+        // The L2 score is the negated squared distance.
+        Metric::L2 => 1.0 / (1.0 - similarity.min(0.0)),
+        Metric::InnerProduct => 1.0 / (1.0 + (-similarity).exp()),
+    }
+}
