@@ -101,6 +101,23 @@ impl Client {
         Ok((snapshot, out))
     }
 
+    /// Memories by id as of a snapshot (`snapshot_lsn` 0: the latest); ids with no
+    /// memory are listed in `missing`.
+    pub async fn get_memories(
+        &self,
+        space: &str,
+        ids: Vec<String>,
+        snapshot_lsn: u64,
+    ) -> Result<pb::GetMemoriesResponse> {
+        let req = pb::GetMemoriesRequest {
+            space: space.into(),
+            ids,
+            snapshot_lsn,
+            include_embedding: false,
+        };
+        Ok(self.stub().get_memories(req).await?.into_inner())
+    }
+
     /// Server counters and pressure.
     pub async fn stats(&self) -> Result<pb::StatsResponse> {
         Ok(self.stub().stats(pb::StatsRequest {}).await?.into_inner())

@@ -36,8 +36,10 @@ enum Command {
     },
     /// Stream observations from a JSON-lines file into a space (resumes on reconnect).
     Observe(observe::ObserveArgs),
-    /// Recall the memories nearest to a cue.
+    /// Recall the memories nearest to a cue (filters: --tag, --session, --since …).
     Recall(recall::RecallArgs),
+    /// Memories by id.
+    Get(recall::GetArgs),
     /// Server statistics.
     Stats {
         #[command(flatten)]
@@ -173,6 +175,7 @@ async fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
         Command::Space { conn, command } => space::space(conn, command).await,
         Command::Observe(args) => observe::run(args).await,
         Command::Recall(args) => recall::recall(args).await,
+        Command::Get(args) => recall::get(args).await,
         Command::Stats { conn, json } => stats::stats(conn, json).await,
         Command::Synth(args) => synth::synth(args),
         #[cfg(feature = "server")]

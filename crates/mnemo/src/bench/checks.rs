@@ -15,6 +15,7 @@ pub(super) async fn recall_at_10(
     space: &str,
     queries: &[Vec<f32>],
     truth: &[Vec<String>],
+    filter: Option<pb::Filter>,
 ) -> anyhow::Result<f64> {
     use futures::StreamExt;
     let asks = truth.iter().zip(queries).map(|(t, q)| {
@@ -23,6 +24,7 @@ pub(super) async fn recall_at_10(
             space: space.to_string(),
             cue: q.clone(),
             k: 10,
+            filter: filter.clone(),
             ..Default::default()
         };
         async move {

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::checks::{audit, recall_at_10, with_probes};
+use super::checks::{self, audit, recall_at_10, with_probes};
 use super::load::{self, Live, Plan, ServerView};
 use super::report::{self, Report};
 use super::side_runtime::SideRuntime;
 use super::workload::Workload;
+use crate::cmd::synth::selected;
 use super::{BenchArgs, RawInput, Truth};
 use crate::cmd::conn::Conn;
 use pb::Metric;
@@ -68,6 +69,7 @@ pub(super) async fn drive(
         sessions: args.sessions,
         total,
         interval: rate.map(|r| Duration::from_secs_f64(args.sessions as f64 / r)),
+        selectivities: args.filter_selectivity.clone(),
     });
     let queries = Arc::new(queries);
     // Sessions, and the recall clients that time what they see, run on runtimes of
@@ -108,6 +110,7 @@ pub(super) async fn drive(
                     interval: recall_interval,
                     phase: recall_interval.mul_f64(c as f64 / recall_clients as f64),
                 },
+                Arc::clone(&plan),
                 Arc::clone(&live),
                 Arc::clone(&stop_recall),
             ))
@@ -209,10 +212,26 @@ pub(super) async fn drive(
                 .zip(queries.iter())
                 .map(|(n, q)| with_probes(&work, metric, q, n, &probe_vectors))
                 .collect();
-            Some(recall_at_10(&mut admin, &space, &queries, &truth).await?)
+            Some(recall_at_10(&mut admin, &space, &queries, &truth, None).await?)
         }
         None => None,
     };
+    // Per selectivity: recall@10 against the exact top 10 of the matching rows.
+    let mut filtered_recall = Vec::new();
+    for &p in &args.filter_selectivity {
+        let qs: Vec<Vec<f32>> = queries.iter().take(args.exact_queries.max(1)).cloned().collect();
+        let matching: Vec<u64> = rows.iter().copied().filter(|&r| selected(r, p)).collect();
+        let (w, q2) = (Arc::clone(&work), qs.clone());
+        let nearest =
+            tokio::task::spawn_blocking(move || w.exact_top_k(metric, &matching, &q2, 10)).await?;
+        let truth: Vec<Vec<String>> = nearest
+            .iter()
+            .map(|n| n.iter().map(|&r| work.id(r)).collect())
+            .collect();
+        let filter = Some(load::selectivity_filter(p));
+        let found = checks::recall_at_10(&mut admin, &space, &qs, &truth, filter).await?;
+        filtered_recall.push(found);
+    }
 
     // The exhaustive check: every acked id present once, at its acked LSN.
     let mut expected: HashMap<String, u64> = HashMap::new();
@@ -247,6 +266,7 @@ pub(super) async fn drive(
             .server_peak_rss_bytes
             .max(view.lock().map(|v| v.peak_rss).unwrap_or(0)),
         recall_at_10,
+        filtered_recall,
         truth_source,
         audit,
         space: &space,

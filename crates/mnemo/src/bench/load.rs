@@ -3,6 +3,7 @@
 //! the server's Stats. Each task owns its histograms; they are merged at the end.
 
 use crate::cmd::conn::Conn;
+use crate::cmd::synth::{selected, selectivity_key};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use mnemo_client::pb::observe_response::Kind as In;
@@ -64,6 +65,30 @@ pub(crate) struct Plan {
     pub(crate) total: Option<u64>,
     /// Time between two new observations of one session (None: as fast as acks allow).
     pub(crate) interval: Option<Duration>,
+    /// Shares of the rows tagged `sel<p>=yes` (see `--filter-selectivity`).
+    pub(crate) selectivities: Vec<f64>,
+}
+
+impl Plan {
+    /// The tags of row `row`.
+    pub(crate) fn tags(&self, row: u64) -> std::collections::HashMap<String, String> {
+        self.selectivities
+            .iter()
+            .filter(|p| selected(row, **p))
+            .map(|p| (selectivity_key(*p), "yes".to_string()))
+            .collect()
+    }
+}
+
+/// The filter that matches the rows of share `p`.
+pub(crate) fn selectivity_filter(p: f64) -> pb::Filter {
+    pb::Filter {
+        tags: vec![pb::TagClause {
+            key: selectivity_key(p),
+            test: Some(pb::tag_clause::Test::Equals("yes".into())),
+        }],
+        ..Default::default()
+    }
 }
 
 impl Plan {
@@ -110,6 +135,7 @@ impl Feed for PlanFeed {
             id: self.work.id(row),
             content: format!("bench observation {row}"),
             embedding: self.work.vector(row),
+            tags: self.plan.tags(row),
             ..Default::default()
         }))
     }
@@ -205,6 +231,8 @@ pub(crate) async fn session(
 /// What the recall clients measured.
 pub(crate) struct RecallOutcome {
     pub(crate) latency: Histogram<u64>,
+    /// Per selectivity (in `Plan::selectivities` order): filtered recall latency.
+    pub(crate) filtered: Vec<Histogram<u64>>,
     pub(crate) count: u64,
     pub(crate) errors: u64,
     /// Results with an LSN above the snapshot the recall reported (must be 0).
@@ -219,18 +247,22 @@ pub(crate) struct Pace {
 }
 
 /// One recall client: a streaming Recall (k = 10, batches of 5) every `interval`
-/// until `stop` is set; latency runs to the last message.
+/// until `stop` is set, taking turns between unfiltered and each selectivity's
+/// filter; latency runs to the last message.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn recaller(
     target: Conn,
     space: String,
     queries: Arc<Vec<Vec<f32>>>,
     first: usize,
     pace: Pace,
+    plan: Arc<Plan>,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<RecallOutcome> {
     let mut client = target.connect().await?.stub();
     let mut out = RecallOutcome {
+        filtered: plan.selectivities.iter().map(|_| histogram()).collect(),
         latency: histogram(),
         count: 0,
         errors: 0,
@@ -251,7 +283,12 @@ pub(crate) async fn recaller(
             break;
         }
         let cue = queries[q % queries.len()].clone();
+        // Turn 0: unfiltered; turn j: the j-th selectivity.
+        let turn = q % (plan.selectivities.len() + 1);
         q += 1;
+        let filter = turn
+            .checked_sub(1)
+            .map(|j| selectivity_filter(plan.selectivities[j]));
         let result: Result<(), tonic::Status> = async {
             let mut stream = client
                 .recall(pb::RecallRequest {
@@ -259,6 +296,7 @@ pub(crate) async fn recaller(
                     cue,
                     k: 10,
                     batch_size: 5,
+                    filter,
                     ..Default::default()
                 })
                 .await?
@@ -272,7 +310,11 @@ pub(crate) async fn recaller(
         .await;
         match result {
             Ok(()) => {
-                record(&mut out.latency, due.elapsed());
+                let h = match turn.checked_sub(1) {
+                    Some(j) => &mut out.filtered[j],
+                    None => &mut out.latency,
+                };
+                record(h, due.elapsed());
                 out.count += 1;
                 live.recalls.fetch_add(1, Ordering::Relaxed);
             }

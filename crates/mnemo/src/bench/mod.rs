@@ -98,6 +98,12 @@ pub(crate) struct BenchArgs {
     /// Also time a bare usearch index built from the same rows on this machine.
     #[arg(long)]
     compare_raw: bool,
+    /// Filtered recall, e.g. `0.5,0.05,0.001`: for each p a share p of the rows is
+    /// tagged `sel<p>=yes`; the recall clients take turns with unfiltered recalls and
+    /// recalls filtered on each, and the report gives each one's latency and
+    /// recall@10 against the exact filtered top 10.
+    #[arg(long, value_delimiter = ',')]
+    filter_selectivity: Vec<f64>,
     /// Niceness of the threads that send observations (0..=19; Linux). The load
     /// generator shares the machine with the server it measures: niced, its ingest
     /// side does not take CPU from the server, and recalls are timed on threads of
@@ -145,6 +151,12 @@ pub(crate) async fn run(args: BenchArgs, server: mnemo_server::Options) -> anyho
     if let Some(d) = args.duration {
         anyhow::ensure!(d > 0.0 && d.is_finite(), "--duration must be positive");
     }
+    anyhow::ensure!(
+        args.filter_selectivity
+            .iter()
+            .all(|p| *p > 0.0 && *p <= 1.0),
+        "--filter-selectivity values must be in (0, 1]"
+    );
     let nonce = mnemo_engine::now_us().unsigned_abs();
     let work = Arc::new(match &args.dataset {
         Some(path) => Workload::dataset(path, nonce)?,

@@ -32,6 +32,9 @@ pub(crate) struct Report {
     pub(crate) recalls_during_ingest: u64,
     pub(crate) recall_errors: u64,
     pub(crate) recall_at_10: Option<f64>,
+    /// Per `--filter-selectivity`: filtered recall latency during ingest and
+    /// recall@10 against the exact filtered top 10.
+    pub(crate) filtered: Vec<FilteredRecall>,
     /// Where recall@10's truth came from: file | exact | none.
     pub(crate) recall_truth: &'static str,
     /// Observations acked (ACCEPTED or DUPLICATE), probes not counted.
@@ -64,6 +67,16 @@ pub(crate) struct Report {
     pub(crate) config: BenchArgs,
 }
 
+/// Filtered recall at one selectivity.
+#[derive(Debug, Serialize)]
+pub(crate) struct FilteredRecall {
+    pub(crate) selectivity: f64,
+    pub(crate) recalls: u64,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+    pub(crate) recall_at_10: f64,
+}
+
 pub(crate) struct Inputs<'a> {
     pub(crate) args: &'a BenchArgs,
     pub(crate) started: Instant,
@@ -77,6 +90,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) live: &'a Live,
     pub(crate) server_peak_rss: u64,
     pub(crate) recall_at_10: Option<f64>,
+    pub(crate) filtered_recall: Vec<f64>,
     pub(crate) truth_source: &'static str,
     pub(crate) audit: Audit,
     pub(crate) space: &'a str,
@@ -117,7 +131,25 @@ impl Report {
                 *rejected_by_code.entry(code.clone()).or_default() += n;
             }
         }
+        let filtered = i
+            .args
+            .filter_selectivity
+            .iter()
+            .zip(&i.filtered_recall)
+            .enumerate()
+            .map(|(j, (&selectivity, &recall_at_10))| {
+                let h = merge(i.recalls.iter().filter_map(|r| r.filtered.get(j)));
+                FilteredRecall {
+                    selectivity,
+                    recalls: h.len(),
+                    p50_ms: ms(&h, 0.5),
+                    p99_ms: ms(&h, 0.99),
+                    recall_at_10,
+                }
+            })
+            .collect();
         Report {
+            filtered,
             accepted_per_s,
             indexed_per_s,
             ack_p50_ms: ms(&ack, 0.5).unwrap_or(0.0),
@@ -216,6 +248,16 @@ impl Report {
             self.recall_at_10.map_or("-".into(), |r| format!("{r:.4}")),
             self.recall_truth
         );
+        for f in &self.filtered {
+            println!(
+                "  {:<28} {:>12}  p99 {}  ({} recalls, recall@10 {:.4})",
+                format!("filter {} p50", f.selectivity),
+                opt(f.p50_ms, " ms"),
+                opt(f.p99_ms, " ms"),
+                f.recalls,
+                f.recall_at_10
+            );
+        }
         println!(
             "  {:<28} {:>12}  {:?}",
             "rejected (retried)", self.rejected, self.rejected_by_code
