@@ -124,7 +124,17 @@ fn serve_space_observe_recall_stats_metrics_sigterm() {
     assert!(server.ok(&["space", "list"]).contains("notes"));
 
     let file = dir.path().join("obs.jsonl");
-    let lines = server.ok(&["synth", "--dim", "8", "--count", "3000"]);
+    let lines = server.ok(&[
+        "synth",
+        "--dim",
+        "8",
+        "--count",
+        "3000",
+        "--users",
+        "10",
+        "--selectivity",
+        "0.01",
+    ]);
     std::fs::write(&file, lines).unwrap();
     let out = server.ok(&["observe", "notes", file.to_str().unwrap(), "--quiet"]);
     assert!(out.contains("3000 accepted"), "{out}");
@@ -142,6 +152,59 @@ fn serve_space_observe_recall_stats_metrics_sigterm() {
     ]);
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["lsn"], 5, "a vector finds itself first");
+    // Filtered: every result has the tags asked for, as many as k.
+    let out = server.ok(&[
+        "recall",
+        "notes",
+        "--cue-file",
+        file.to_str().unwrap(),
+        "-k",
+        "5",
+        "--tag",
+        "user=u3|u4",
+        "--has",
+        "sel0.01",
+        "--since",
+        "1h",
+        "--json",
+    ]);
+    let hits: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!hits.is_empty());
+    for h in &hits {
+        assert!(
+            ["u3", "u4"].contains(&h["tags"]["user"].as_str().unwrap()),
+            "{h}"
+        );
+        assert_eq!(h["tags"]["sel0.01"], "yes");
+    }
+    let bad = server.cli(&[
+        "recall",
+        "notes",
+        "--cue",
+        "[1,2,3,4,5,6,7,8]",
+        "--tag",
+        "user",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("KEY=VALUE"));
+    // Get by id, the missing one reported.
+    let id = first["id"].as_str().unwrap();
+    let out = server.ok(&[
+        "get",
+        "notes",
+        id,
+        "0190f0f0-0000-7000-8000-000000000000",
+        "--json",
+    ]);
+    let got: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got[0]["lsn"], 5);
+    assert_eq!(got[1]["missing"], true);
     let stats: serde_json::Value = serde_json::from_str(&server.ok(&["stats", "--json"])).unwrap();
     assert_eq!(stats["accepted"], 3000);
     assert!(stats["server_rss_bytes"].as_u64().unwrap() > 0);

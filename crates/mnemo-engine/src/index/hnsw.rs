@@ -346,20 +346,40 @@ impl Hnsw {
         self.shards.iter().any(|s| s.contains(lsn))
     }
 
-    /// The stored vectors (as f32, at the graph's precision) of those `lsns` that
-    /// are in the graph; each shard is read-locked once.
-    pub(crate) fn vectors(&self, lsns: &[Lsn], dim: usize) -> Vec<(Lsn, Vec<f32>)> {
-        let mut out = Vec::with_capacity(lsns.len());
-        let mut buf = vec![0f32; dim];
+    /// Scores `cue` (prepared for `metric`) against the stored vector (at the
+    /// graph's precision) of each of `lsns` that is in the graph, into `found`;
+    /// each shard is read-locked once and asked only for what the others lacked.
+    pub(crate) fn score_lsns(
+        &self,
+        lsns: &[Lsn],
+        cue: &[f32],
+        metric: Metric,
+        found: &mut Vec<(Lsn, f32)>,
+    ) {
+        let mut buf = vec![0f32; cue.len()];
+        let mut left: Vec<Lsn> = lsns.to_vec();
         for shard in &self.shards {
             let index = shard.index.read();
-            for &lsn in lsns {
-                if index.contains(lsn) && index.get(lsn, &mut buf).is_ok_and(|n| n > 0) {
-                    out.push((lsn, buf.clone()));
+            left.retain(|&lsn| {
+                if !index.get(lsn, &mut buf).is_ok_and(|n| n > 0) {
+                    return true;
                 }
+                let s = match metric {
+                    Metric::Cosine => {
+                        let norm = crate::index::score::dot(&buf, &buf).sqrt();
+                        let d = crate::index::score::dot(cue, &buf);
+                        if norm > 0.0 { d / norm } else { 0.0 }
+                    }
+                    Metric::InnerProduct => crate::index::score::dot(cue, &buf),
+                    Metric::L2 => -crate::index::score::l2sq(cue, &buf),
+                };
+                found.push((lsn, s));
+                false
+            });
+            if left.is_empty() {
+                break;
             }
         }
-        out
     }
 
     /// Inserts a batch of `(lsn, vector)` into a shard no other insert is using (or

@@ -122,23 +122,19 @@ impl Plan<'_> {
     }
 
     /// Every LSN of `selection`, scored from its vector in memory: the fresh tier's
-    /// row, else the graph's.
+    /// 8-bit codes, else the graph's stored vector. (About 1 µs a memory at 768-d.)
     fn every_match(&self, selection: &RoaringTreemap) -> Vec<Candidate> {
-        let metric = self.metric();
         let lsns: Vec<Lsn> = selection.iter().collect();
-        let mut found = self.space.fresh.vectors(&lsns);
-        found.sort_unstable_by_key(|(lsn, _)| *lsn);
-        let in_fresh = |lsn: &Lsn| found.binary_search_by_key(lsn, |(l, _)| *l).is_ok();
-        let rest: Vec<Lsn> = lsns.iter().copied().filter(|l| !in_fresh(l)).collect();
-        let dim = self.space.info.config.dim as usize;
-        found.extend(self.space.hnsw.vectors(&rest, dim));
+        let mut found = Vec::with_capacity(lsns.len());
+        let mut in_graph = Vec::new();
+        let codes = score::quantize(self.prepared);
+        self.space
+            .fresh
+            .score_lsns(&lsns, &codes, &mut found, &mut in_graph);
+        self.space
+            .hnsw
+            .score_lsns(&in_graph, self.prepared, self.metric(), &mut found);
         found
-            .into_iter()
-            .map(|(lsn, v)| {
-                let s = score::score(metric, self.prepared, &score::prepare(metric, &v));
-                (lsn, s)
-            })
-            .collect()
     }
 
     /// The best `want` of `candidates`: the best `pool` by approximate score are

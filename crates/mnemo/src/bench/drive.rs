@@ -16,9 +16,9 @@ use super::load::{self, Live, Plan, ServerView};
 use super::report::{self, Report};
 use super::side_runtime::SideRuntime;
 use super::workload::Workload;
-use crate::cmd::synth::selected;
 use super::{BenchArgs, RawInput, Truth};
 use crate::cmd::conn::Conn;
+use crate::cmd::synth::selected;
 use pb::Metric;
 
 #[allow(clippy::too_many_arguments)]
@@ -219,7 +219,11 @@ pub(super) async fn drive(
     // Per selectivity: recall@10 against the exact top 10 of the matching rows.
     let mut filtered_recall = Vec::new();
     for &p in &args.filter_selectivity {
-        let qs: Vec<Vec<f32>> = queries.iter().take(args.exact_queries.max(1)).cloned().collect();
+        let qs: Vec<Vec<f32>> = queries
+            .iter()
+            .take(args.exact_queries.max(1))
+            .cloned()
+            .collect();
         let matching: Vec<u64> = rows.iter().copied().filter(|&r| selected(r, p)).collect();
         let (w, q2) = (Arc::clone(&work), qs.clone());
         let nearest =
@@ -231,6 +235,31 @@ pub(super) async fn drive(
         let filter = Some(load::selectivity_filter(p));
         let found = checks::recall_at_10(&mut admin, &space, &qs, &truth, filter).await?;
         filtered_recall.push(found);
+    }
+
+    // GetMemories of 100 acked ids at a time, 200 times: its latency.
+    let mut get_latency = load::histogram();
+    if !rows.is_empty() {
+        for round in 0..200u64 {
+            let ids: Vec<String> = (0..100u64)
+                .map(|i| work.id(rows[((round * 7919 + i * 104_729) % rows.len() as u64) as usize]))
+                .collect();
+            let t = Instant::now();
+            let got = admin
+                .get_memories(pb::GetMemoriesRequest {
+                    space: space.clone(),
+                    ids,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            load::record(&mut get_latency, t.elapsed());
+            anyhow::ensure!(
+                got.missing.is_empty(),
+                "GetMemories missed {} acked ids",
+                got.missing.len()
+            );
+        }
     }
 
     // The exhaustive check: every acked id present once, at its acked LSN.
@@ -267,6 +296,7 @@ pub(super) async fn drive(
             .max(view.lock().map(|v| v.peak_rss).unwrap_or(0)),
         recall_at_10,
         filtered_recall,
+        get_latency,
         truth_source,
         audit,
         space: &space,

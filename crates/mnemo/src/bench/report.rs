@@ -35,6 +35,9 @@ pub(crate) struct Report {
     /// Per `--filter-selectivity`: filtered recall latency during ingest and
     /// recall@10 against the exact filtered top 10.
     pub(crate) filtered: Vec<FilteredRecall>,
+    /// GetMemories of 100 ids, after the run (200 calls).
+    pub(crate) get_100_p50_ms: Option<f64>,
+    pub(crate) get_100_p99_ms: Option<f64>,
     /// Where recall@10's truth came from: file | exact | none.
     pub(crate) recall_truth: &'static str,
     /// Observations acked (ACCEPTED or DUPLICATE), probes not counted.
@@ -91,6 +94,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) server_peak_rss: u64,
     pub(crate) recall_at_10: Option<f64>,
     pub(crate) filtered_recall: Vec<f64>,
+    pub(crate) get_latency: Histogram<u64>,
     pub(crate) truth_source: &'static str,
     pub(crate) audit: Audit,
     pub(crate) space: &'a str,
@@ -150,6 +154,8 @@ impl Report {
             .collect();
         Report {
             filtered,
+            get_100_p50_ms: ms(&i.get_latency, 0.5),
+            get_100_p99_ms: ms(&i.get_latency, 0.99),
             accepted_per_s,
             indexed_per_s,
             ack_p50_ms: ms(&ack, 0.5).unwrap_or(0.0),
@@ -258,6 +264,12 @@ impl Report {
                 f.recall_at_10
             );
         }
+        println!(
+            "  {:<28} {:>12}  p99 {}",
+            "get 100 ids p50",
+            opt(self.get_100_p50_ms, " ms"),
+            opt(self.get_100_p99_ms, " ms")
+        );
         println!(
             "  {:<28} {:>12}  {:?}",
             "rejected (retried)", self.rejected, self.rejected_by_code

@@ -107,7 +107,10 @@ impl FilterArgs {
                 test: Some(test),
             });
         }
-        for (keys, test) in [(&self.has, Test::Present(true)), (&self.without, Test::Absent(true))] {
+        for (keys, test) in [
+            (&self.has, Test::Present(true)),
+            (&self.without, Test::Absent(true)),
+        ] {
             tags.extend(keys.iter().map(|k| pb::TagClause {
                 key: k.clone(),
                 test: Some(test.clone()),

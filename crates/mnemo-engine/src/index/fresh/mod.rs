@@ -232,23 +232,38 @@ impl FreshTier {
 }
 
 impl FreshTier {
-    /// The vectors (as f32, at the graph's precision, prepared for the metric) of
-    /// those `lsns` that have a row here, indexed or not; `lsns` ascending.
-    pub(crate) fn vectors(&self, lsns: &[Lsn]) -> Vec<(Lsn, Vec<f32>)> {
-        let st = self.state.read();
-        let mut out = Vec::new();
+    /// Scores (approximately, from the 8-bit codes) those of `lsns` (ascending)
+    /// that have a row here, indexed or not, into `found`; the others go to
+    /// `elsewhere`.
+    pub(crate) fn score_lsns(
+        &self,
+        lsns: &[Lsn],
+        cue: &score::Quantized,
+        found: &mut Vec<(Lsn, f32)>,
+        elsewhere: &mut Vec<Lsn>,
+    ) {
+        let dot_i8 = score::dot_i8_kernel();
+        let chunks: Vec<Arc<Chunk>> = self.state.read().chunks.iter().cloned().collect();
+        let mut at = 0;
         for &lsn in lsns {
-            let Some(i) = Self::chunk_of(&st.chunks, lsn) else {
-                continue;
-            };
-            let chunk = &st.chunks[i];
-            let row = (lsn - chunk.base) as usize;
-            let rows = chunk.rows.read();
-            if row < rows.len() {
-                out.push((lsn, rows.index_row(row, self.dim).to_f32()));
+            // `lsns` ascend: walk the chunks once.
+            while at < chunks.len() && chunks[at].base + CHUNK_ROWS as Lsn <= lsn {
+                at += 1;
+            }
+            let scored = chunks.get(at).filter(|c| c.base <= lsn).and_then(|c| {
+                let rows = c.rows.read();
+                let row = (lsn - c.base) as usize;
+                (row < rows.len()).then(|| {
+                    let codes = &rows.codes[row * self.dim..(row + 1) * self.dim];
+                    let (scale, norm) = (rows.scales[row], rows.sq_norms[row]);
+                    score::approx_score(self.metric, cue, codes, scale, norm, dot_i8)
+                })
+            });
+            match scored {
+                Some(s) => found.push((lsn, s)),
+                None => elsewhere.push(lsn),
             }
         }
-        out
     }
 
     /// Moves past `lsn`, which has no row (a record lost to log damage).

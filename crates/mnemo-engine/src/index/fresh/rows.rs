@@ -44,17 +44,6 @@ impl IndexRow {
         }
     }
 
-    /// The values as f32.
-    pub(crate) fn to_f32(&self) -> Vec<f32> {
-        match self {
-            IndexRow::F32(v) => v.clone(),
-            IndexRow::F16(v) => v
-                .iter()
-                .map(|b| half::f16::from_bits(b.cast_unsigned()).to_f32())
-                .collect(),
-        }
-    }
-
     pub(crate) fn as_ref(&self) -> VectorRef<'_> {
         match self {
             IndexRow::F32(v) => VectorRef::F32(v),
