@@ -59,9 +59,19 @@ fn main() -> mnemo_engine::Result<()> {
                     .iter()
                     .map(|c| c + r.random_range(-0.3..0.3))
                     .collect();
+                // Two tags, as a multi-user memory would have: its user (one of a
+                // thousand) and a kind.
                 let obs = Observation {
                     content: format!("scale observation {id}"),
                     embedding: v,
+                    tags: [
+                        ("user".to_string(), format!("u{}", id % 1000)),
+                        (
+                            "kind".to_string(),
+                            ["fact", "note", "plan"][(id % 3) as usize].to_string(),
+                        ),
+                    ]
+                    .into(),
                     ..Default::default()
                 };
                 engine

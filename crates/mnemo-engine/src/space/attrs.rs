@@ -14,15 +14,9 @@ use uuid::Uuid;
 use crate::record::ObservationAttrs;
 use crate::types::{Filter, Lsn, TagTest};
 
-/// Where an id stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IdSlot {
-    /// Admitted, its append not yet committed (a second observation with the id
-    /// is refused meanwhile).
-    Pending,
-    /// Committed at this LSN.
-    At(Lsn),
-}
+/// The LSN an id maps to while its observation is admitted but not yet committed
+/// (a second observation with the id is refused meanwhile).
+const PENDING: Lsn = 0;
 
 /// See the module docs.
 #[derive(Default)]
@@ -37,7 +31,8 @@ pub(crate) struct Attrs {
     occurred: Vec<i64>,
     recorded: Vec<i64>,
     confidence: Vec<f32>,
-    ids: HashMap<Uuid, IdSlot>,
+    /// id → LSN ([`PENDING`] while in flight).
+    ids: HashMap<Uuid, Lsn>,
 }
 
 /// An id is taken already.
@@ -94,17 +89,17 @@ impl Attrs {
                 }
             }
         }
-        self.ids.insert(rec.id, IdSlot::At(lsn));
+        self.ids.insert(rec.id, lsn);
     }
 
     /// Reserves `id` for an observation being admitted; `Err` if a memory (or an
     /// observation in flight) has it.
     pub(crate) fn reserve_id(&mut self, id: Uuid) -> Result<(), Taken> {
         match self.ids.get(&id) {
-            Some(IdSlot::At(lsn)) => Err(Taken(Some(*lsn))),
-            Some(IdSlot::Pending) => Err(Taken(None)),
+            Some(&PENDING) => Err(Taken(None)),
+            Some(&lsn) => Err(Taken(Some(lsn))),
             None => {
-                self.ids.insert(id, IdSlot::Pending);
+                self.ids.insert(id, PENDING);
                 Ok(())
             }
         }
@@ -112,17 +107,14 @@ impl Attrs {
 
     /// Returns a reservation whose append failed.
     pub(crate) fn release_id(&mut self, id: Uuid) {
-        if self.ids.get(&id) == Some(&IdSlot::Pending) {
+        if self.ids.get(&id) == Some(&PENDING) {
             self.ids.remove(&id);
         }
     }
 
     /// The LSN of the memory with `id`, if one is committed.
     pub(crate) fn lsn_of(&self, id: &Uuid) -> Option<Lsn> {
-        match self.ids.get(id)? {
-            IdSlot::At(lsn) => Some(*lsn),
-            IdSlot::Pending => None,
-        }
+        self.ids.get(id).copied().filter(|&lsn| lsn != PENDING)
     }
 
     /// `(occurred_at_us, confidence)` of `lsn`.
@@ -235,7 +227,7 @@ impl Attrs {
         let columns = self.occurred.capacity() * 8
             + self.recorded.capacity() * 8
             + self.confidence.capacity() * 4;
-        let ids = self.ids.capacity() * (16 + 16 + 1);
+        let ids = self.ids.capacity() * (16 + 8 + 1);
         bitmaps + columns + ids
     }
 }
