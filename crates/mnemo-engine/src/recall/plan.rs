@@ -25,6 +25,8 @@ use crate::log::Log;
 use crate::space::Space;
 use crate::types::{Filter, Lsn, Metric, Ranking, now_us};
 
+/// Matches from which scoring every match is split among threads.
+const PARALLEL_MATCHES: usize = 2048;
 /// How much wider the candidate pool is when a ranking weighs similarity.
 const RANKING_WIDEN: usize = 4;
 /// Largest candidate pool a ranking widens to.
@@ -122,19 +124,44 @@ impl Plan<'_> {
     }
 
     /// Every LSN of `selection`, scored from its vector in memory: the fresh tier's
-    /// 8-bit codes, else the graph's stored vector. (About 1 µs a memory at 768-d.)
+    /// 8-bit codes, else the graph's stored vector (about 1.5 µs a memory at
+    /// 768-d, most of it the graph's lookup). Thousands of matches are split among
+    /// the cores: a recall waits for its own scoring.
     fn every_match(&self, selection: &RoaringTreemap) -> Vec<Candidate> {
         let lsns: Vec<Lsn> = selection.iter().collect();
-        let mut found = Vec::with_capacity(lsns.len());
-        let mut in_graph = Vec::new();
         let codes = score::quantize(self.prepared);
-        self.space
-            .fresh
-            .score_lsns(&lsns, &codes, &mut found, &mut in_graph);
-        self.space
-            .hnsw
-            .score_lsns(&in_graph, self.prepared, self.metric(), &mut found);
-        found
+        let score = |part: &[Lsn]| {
+            let mut found = Vec::with_capacity(part.len());
+            let mut in_graph = Vec::new();
+            self.space
+                .fresh
+                .score_lsns(part, &codes, &mut found, &mut in_graph);
+            self.space
+                .hnsw
+                .score_lsns(&in_graph, self.prepared, self.metric(), &mut found);
+            found
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let parts = (lsns.len() / PARALLEL_MATCHES).clamp(1, cores.min(4));
+        if parts == 1 {
+            return score(&lsns);
+        }
+        let per_part = lsns.len().div_ceil(parts);
+        std::thread::scope(|scope| {
+            let mut chunks = lsns.chunks(per_part);
+            let first = chunks.next().unwrap_or_default();
+            let others: Vec<_> = chunks.map(|c| scope.spawn(move || score(c))).collect();
+            let mut found = score(first);
+            for other in others {
+                // Scoring does not panic (bounds come from its own rows); if it did,
+                // the panic is the caller's, as in one thread.
+                match other.join() {
+                    Ok(more) => found.extend(more),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            found
+        })
     }
 
     /// The best `want` of `candidates`: the best `pool` by approximate score are
