@@ -159,95 +159,52 @@ impl ObservationRecord {
     /// Decodes only the session id and sequence of a body (what recovery needs for
     /// records the index checkpoint already holds), without copying the rest.
     pub fn decode_session(body: &[u8]) -> Result<(&str, u64), DecodeError> {
-        let mut r = Reader { buf: body, pos: 0 };
-        let kind = r.u8("kind")?;
-        if kind != KIND_OBSERVATION_V1 {
-            return Err(DecodeError(format!("unknown record kind {kind}")));
-        }
-        r.bytes(16 + 8 + 8 + 4, "header")?;
-        let seq = u64::from_le_bytes(r.array("session_seq")?);
-        let n = u16::from_le_bytes(r.array("session_id")?) as usize;
-        let session = std::str::from_utf8(r.bytes(n, "session_id")?)
-            .map_err(|_| DecodeError("session_id is not UTF-8".into()))?;
-        Ok((session, seq))
+        let head = Reader::new(body).head()?;
+        Ok((head.session_id, head.session_seq))
     }
 
     /// Decodes only the embedding of a body (what an exact re-score needs), without
     /// copying the content and tags.
     pub fn decode_embedding(body: &[u8]) -> Result<Vec<f32>, DecodeError> {
-        let mut r = Reader { buf: body, pos: 0 };
-        let kind = r.u8("kind")?;
-        if kind != KIND_OBSERVATION_V1 {
-            return Err(DecodeError(format!("unknown record kind {kind}")));
-        }
-        r.bytes(16 + 8 + 8 + 4 + 8, "header")?;
-        let n = u16::from_le_bytes(r.array("session_id")?) as usize;
-        r.bytes(n, "session_id")?;
-        let dim = u32::from_le_bytes(r.array("dim")?) as usize;
-        let raw = r.bytes(
-            dim.checked_mul(4)
-                .ok_or_else(|| DecodeError("dim overflow".into()))?,
-            "embedding",
-        )?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        let mut r = Reader::new(body);
+        r.head()?;
+        Ok(floats(r.embedding()?))
     }
 
     /// Decodes a body. Never panics on any input; a malformed body is a
     /// [`DecodeError`] naming the field.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader { buf: body, pos: 0 };
-        let kind = r.u8("kind")?;
-        if kind != KIND_OBSERVATION_V1 {
-            return Err(DecodeError(format!("unknown record kind {kind}")));
-        }
-        let id = Uuid::from_bytes(r.array::<16>("id")?);
-        let occurred_at_us = i64::from_le_bytes(r.array("occurred_at")?);
-        let recorded_at_us = i64::from_le_bytes(r.array("recorded_at")?);
-        let confidence = f32::from_le_bytes(r.array("confidence")?);
-        let session_seq = u64::from_le_bytes(r.array("session_seq")?);
-        let session_id = r.str16("session_id")?;
-        let dim = u32::from_le_bytes(r.array("dim")?) as usize;
-        let raw = r.bytes(
-            dim.checked_mul(4)
-                .ok_or_else(|| DecodeError("dim overflow".into()))?,
-            "embedding",
-        )?;
-        let embedding = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let content_len = u32::from_le_bytes(r.array("content_len")?) as usize;
-        let content = std::str::from_utf8(r.bytes(content_len, "content")?)
-            .map_err(|_| DecodeError("content is not UTF-8".into()))?
-            .to_owned();
+        let mut r = Reader::new(body);
+        let head = r.head()?;
+        let embedding = floats(r.embedding()?);
+        let content = r.content()?.to_owned();
         let ntags = u16::from_le_bytes(r.array("tag_count")?);
         let mut tags = BTreeMap::new();
         for _ in 0..ntags {
             let k = r.str16("tag key")?;
             let v = r.str16("tag value")?;
-            tags.insert(k, v);
+            tags.insert(k.to_owned(), v.to_owned());
         }
-        if r.pos != body.len() {
-            return Err(DecodeError(format!(
-                "{} trailing bytes",
-                body.len() - r.pos
-            )));
-        }
+        r.finish()?;
         Ok(ObservationRecord {
-            id,
-            occurred_at_us,
-            recorded_at_us,
-            confidence,
-            session_id,
-            session_seq,
+            id: head.id,
+            occurred_at_us: head.occurred_at_us,
+            recorded_at_us: head.recorded_at_us,
+            confidence: head.confidence,
+            session_id: head.session_id.to_owned(),
+            session_seq: head.session_seq,
             embedding,
             content,
             tags,
         })
     }
+}
+
+/// Little-endian f32s.
+fn floats(raw: &[u8]) -> Vec<f32> {
+    raw.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
@@ -313,46 +270,23 @@ impl ObservationRecord {
     /// Decodes the attributes of a body, skipping the embedding and the content
     /// (what recovery needs for records the index checkpoint already holds).
     pub(crate) fn decode_attrs(body: &[u8]) -> Result<ObservationAttrs<'_>, DecodeError> {
-        let mut r = Reader { buf: body, pos: 0 };
-        let kind = r.u8("kind")?;
-        if kind != KIND_OBSERVATION_V1 {
-            return Err(DecodeError(format!("unknown record kind {kind}")));
-        }
-        let id = Uuid::from_bytes(r.array::<16>("id")?);
-        let occurred_at_us = i64::from_le_bytes(r.array("occurred_at")?);
-        let recorded_at_us = i64::from_le_bytes(r.array("recorded_at")?);
-        let confidence = f32::from_le_bytes(r.array("confidence")?);
-        let session_seq = u64::from_le_bytes(r.array("session_seq")?);
-        let n = u16::from_le_bytes(r.array("session_id")?) as usize;
-        let session_id = std::str::from_utf8(r.bytes(n, "session_id")?)
-            .map_err(|_| DecodeError("session_id is not UTF-8".into()))?;
-        let dim = u32::from_le_bytes(r.array("dim")?) as usize;
-        r.bytes(
-            dim.checked_mul(4)
-                .ok_or_else(|| DecodeError("dim overflow".into()))?,
-            "embedding",
-        )?;
-        let content_len = u32::from_le_bytes(r.array("content_len")?) as usize;
-        r.bytes(content_len, "content")?;
+        let mut r = Reader::new(body);
+        let head = r.head()?;
+        r.embedding()?;
+        r.content()?;
         let ntags = u16::from_le_bytes(r.array("tag_count")?);
         let mut tags = Vec::with_capacity(ntags as usize);
-        let mut s16 = |what: &str| -> Result<&str, DecodeError> {
-            let n = u16::from_le_bytes(r.array(what)?) as usize;
-            std::str::from_utf8(r.bytes(n, what)?)
-                .map_err(|_| DecodeError(format!("{what} is not UTF-8")))
-        };
         for _ in 0..ntags {
-            let k = s16("tag key")?;
-            let v = s16("tag value")?;
-            tags.push((k, v));
+            tags.push((r.str16("tag key")?, r.str16("tag value")?));
         }
+        r.finish()?;
         Ok(ObservationAttrs {
-            id,
-            occurred_at_us,
-            recorded_at_us,
-            confidence,
-            session_id,
-            session_seq,
+            id: head.id,
+            occurred_at_us: head.occurred_at_us,
+            recorded_at_us: head.recorded_at_us,
+            confidence: head.confidence,
+            session_id: head.session_id,
+            session_seq: head.session_seq,
             tags,
         })
     }
@@ -389,13 +323,68 @@ impl<'a> Reader<'a> {
     fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(what)?[0])
     }
-    fn str16(&mut self, what: &str) -> Result<String, DecodeError> {
+    fn str16(&mut self, what: &str) -> Result<&'a str, DecodeError> {
         let n = u16::from_le_bytes(self.array(what)?) as usize;
         let s = self.bytes(n, what)?;
-        std::str::from_utf8(s)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+        std::str::from_utf8(s).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
     }
+
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// The fields before the embedding.
+    fn head(&mut self) -> Result<Head<'a>, DecodeError> {
+        let kind = self.u8("kind")?;
+        if kind != KIND_OBSERVATION_V1 {
+            return Err(DecodeError(format!("unknown record kind {kind}")));
+        }
+        Ok(Head {
+            id: Uuid::from_bytes(self.array::<16>("id")?),
+            occurred_at_us: i64::from_le_bytes(self.array("occurred_at")?),
+            recorded_at_us: i64::from_le_bytes(self.array("recorded_at")?),
+            confidence: f32::from_le_bytes(self.array("confidence")?),
+            session_seq: u64::from_le_bytes(self.array("session_seq")?),
+            session_id: self.str16("session_id")?,
+        })
+    }
+
+    /// The embedding's bytes.
+    fn embedding(&mut self) -> Result<&'a [u8], DecodeError> {
+        let dim = u32::from_le_bytes(self.array("dim")?) as usize;
+        let bytes = dim
+            .checked_mul(4)
+            .ok_or_else(|| DecodeError("dim overflow".into()))?;
+        self.bytes(bytes, "embedding")
+    }
+
+    fn content(&mut self) -> Result<&'a str, DecodeError> {
+        let n = u32::from_le_bytes(self.array("content_len")?) as usize;
+        std::str::from_utf8(self.bytes(n, "content")?)
+            .map_err(|_| DecodeError("content is not UTF-8".into()))
+    }
+
+    /// Nothing may follow the last field.
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(DecodeError(format!(
+                "{} trailing bytes",
+                self.buf.len() - self.pos
+            )))
+        }
+    }
+}
+
+/// The fields of a record before its embedding.
+struct Head<'a> {
+    id: Uuid,
+    occurred_at_us: i64,
+    recorded_at_us: i64,
+    confidence: f32,
+    session_seq: u64,
+    session_id: &'a str,
 }
 
 #[cfg(test)]
