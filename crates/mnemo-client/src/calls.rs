@@ -118,6 +118,20 @@ impl Client {
         Ok(self.stub().get_memories(req).await?.into_inner())
     }
 
+    /// Forgets the memories `req` selects (ids, session and filter together: their
+    /// intersection); returns how many and the forget's LSN.
+    pub async fn forget(&self, req: pb::ForgetRequest) -> Result<pb::ForgetResponse> {
+        Ok(self.stub().forget(req).await?.into_inner())
+    }
+
+    /// Purges and compacts a space now (needs the admin right).
+    pub async fn compact(&self, space: &str) -> Result<pb::CompactResponse> {
+        let req = pb::CompactRequest {
+            space: space.into(),
+        };
+        Ok(self.stub().compact(req).await?.into_inner())
+    }
+
     /// Server counters and pressure.
     pub async fn stats(&self) -> Result<pb::StatsResponse> {
         Ok(self.stub().stats(pb::StatsRequest {}).await?.into_inner())

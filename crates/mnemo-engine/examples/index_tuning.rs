@@ -60,9 +60,9 @@ fn main() {
         e.create_space(
             "t",
             SpaceConfig {
-                dim: dim as u32,
                 metric,
                 index,
+                ..SpaceConfig::new(dim as u32)
             },
         )
         .unwrap();

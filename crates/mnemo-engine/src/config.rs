@@ -40,6 +40,38 @@ pub struct EngineConfig {
     pub recall_exact_limit: u64,
     /// The ingestion pipeline: queue bounds, sessions, backpressure.
     pub ingest: IngestConfig,
+    /// Forgetting: the expiry sweep, the purge, compaction of the log.
+    pub retention: RetentionConfig,
+}
+
+/// Settings of forgetting and compaction (see docs/reliability.md, "Forgetting").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// How often expired memories are swept and dead memories purged from the
+    /// graph, in milliseconds: an expired memory is forgotten (with a record) within
+    /// about this long after its expiry. Default 1,000; 10..=3,600,000.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            maintenance_interval_ms: 1000,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if !(10..=3_600_000).contains(&self.maintenance_interval_ms) {
+            return Err(Error::invalid(
+                "retention.maintenance_interval_ms must be in 10..=3600000",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Settings of the ingestion pipeline (see docs/backpressure.md).
@@ -123,6 +155,7 @@ impl Default for EngineConfig {
             checkpoint_interval_s: 60,
             recall_exact_limit: 8192,
             ingest: IngestConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -140,6 +173,7 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<()> {
         self.log.validate()?;
         self.ingest.validate()?;
+        self.retention.validate()?;
         if self.fresh_tier_bytes < 4096 {
             return Err(Error::invalid("fresh_tier_bytes must be at least 4 KiB"));
         }

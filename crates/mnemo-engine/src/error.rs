@@ -32,6 +32,40 @@ pub enum Error {
         /// The existing memory's LSN (none while it is still being written).
         lsn: Option<u64>,
     },
+    /// An observation supersedes a memory that is not live: no memory has the id,
+    /// it was forgotten, superseded or expired, or another observation in flight
+    /// supersedes it already. Nothing was written.
+    #[error("cannot supersede memory {id} in space '{space}': {why}")]
+    NotLive {
+        /// The space.
+        space: String,
+        /// The id named.
+        id: uuid::Uuid,
+        /// Which of the reasons.
+        why: &'static str,
+    },
+    /// A snapshot older than what the space still keeps: memories forgotten after
+    /// it have been purged, so it can no longer be read exactly.
+    #[error(
+        "snapshot LSN {requested} of space '{space}' is too old: memories forgotten after it \
+         were purged; the oldest snapshot readable is {oldest}"
+    )]
+    SnapshotTooOld {
+        /// The space.
+        space: String,
+        /// The snapshot asked for.
+        requested: u64,
+        /// The oldest snapshot still readable.
+        oldest: u64,
+    },
+    /// The memory at this LSN was forgotten, superseded or expired.
+    #[error("LSN {lsn} of space '{space}' was forgotten, superseded or expired")]
+    Forgotten {
+        /// The space.
+        space: String,
+        /// The LSN.
+        lsn: u64,
+    },
     /// The space cannot take more observations right now; retry after the hint.
     #[error("overloaded: {reason}; retry after {retry_after:?}")]
     Overloaded {

@@ -39,10 +39,10 @@ mod thread_sched;
 mod types;
 pub mod vecs;
 
-pub use config::{EngineConfig, IngestConfig};
+pub use config::{EngineConfig, IngestConfig, RetentionConfig};
 pub use engine::{
-    Ack, AckKind, Engine, MAX_GET_IDS, ObserveTicket, Observed, Selection, Session, SessionTicket,
-    repair, repair_in,
+    Ack, AckKind, Compacted, Engine, Forgotten, GotMemories, MAX_FORGET_IDS, MAX_GET_IDS,
+    ObserveTicket, Observed, Selection, Session, SessionTicket, repair, repair_in,
 };
 pub use error::{Error, Result};
 pub use ingest::{
@@ -50,13 +50,14 @@ pub use ingest::{
 };
 pub use log::{Durability, LogConfig, LogStats, LostRange, RepairReport, RepairedSegment};
 pub use recall::{MAX_RECALL_K, MAX_RECALL_WAIT, RecallCursor, RecallRequest, SnapshotSpec};
+pub use space::SnapshotPin;
 pub use thread_sched::{lower_thread_priority, thread_sched_ns};
 pub use types::{
     Attributes, Filter, IndexParams, Lane, Lsn, MAX_CONFIDENCE_WEIGHT, MAX_CONTENT_BYTES, MAX_DIM,
     MAX_FILTER_SESSIONS, MAX_FILTER_TAG_CLAUSES, MAX_FILTER_VALUES, MAX_SESSION_ID_BYTES,
-    MAX_SPACE_NAME_BYTES, MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES, Memory, Metric, Observation,
-    Precision, Ranking, SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, TagClause, TagTest, TimeRange,
-    now_us, validate_space_name,
+    MAX_SPACE_NAME_BYTES, MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES, MAX_TTL_MS, Memory, Metric,
+    Observation, Precision, Ranking, SpaceConfig, SpaceInfo, SpaceNo, SpaceStats, TagClause,
+    TagTest, TimeRange, now_us, validate_space_name,
 };
 
 /// Engine internals for benchmarks, fuzz targets and the log's own tests: the log

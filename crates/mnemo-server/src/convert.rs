@@ -18,7 +18,11 @@ pub fn status(e: Error) -> Status {
     let msg = e.to_string();
     let (code, retry) = match &e {
         Error::InvalidArgument(_) => (Code::InvalidArgument, None),
-        Error::SpaceNotFound(_) | Error::SessionNotFound(_) => (Code::NotFound, None),
+        Error::SpaceNotFound(_)
+        | Error::SessionNotFound(_)
+        | Error::NotLive { .. }
+        | Error::Forgotten { .. } => (Code::NotFound, None),
+        Error::SnapshotTooOld { .. } => (Code::FailedPrecondition, None),
         Error::SpaceExists(_) | Error::MemoryExists { .. } => (Code::AlreadyExists, None),
         Error::Overloaded { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
         Error::TooManySessions { retry_after, .. } => (Code::ResourceExhausted, Some(*retry_after)),
@@ -60,6 +64,14 @@ pub fn observation(o: pb::Observation) -> Result<engine::Observation, Status> {
                 .map_err(|e| Status::invalid_argument(format!("id is not a UUID: {e}")))?,
         )
     };
+    let supersedes = if o.supersedes.is_empty() {
+        None
+    } else {
+        Some(
+            uuid::Uuid::parse_str(&o.supersedes)
+                .map_err(|e| Status::invalid_argument(format!("supersedes is not a UUID: {e}")))?,
+        )
+    };
     Ok(engine::Observation {
         id,
         content: o.content,
@@ -69,6 +81,8 @@ pub fn observation(o: pb::Observation) -> Result<engine::Observation, Status> {
         tags: o.tags.into_iter().collect(),
         session_id: String::new(),
         session_seq: 0,
+        supersedes,
+        expires_at_us: o.expires_at_us,
     })
 }
 
@@ -99,6 +113,8 @@ pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
         } else {
             Vec::new()
         },
+        expires_at_us: m.expires_at_us,
+        supersedes: m.supersedes.map(|s| s.to_string()).unwrap_or_default(),
     }
 }
 
@@ -218,6 +234,7 @@ pub fn space_config(r: &pb::CreateSpaceRequest) -> engine::SpaceConfig {
     if r.ef_search > 0 {
         c.index.ef_search = r.ef_search;
     }
+    c.default_ttl_ms = (r.default_ttl_ms > 0).then_some(r.default_ttl_ms);
     c
 }
 
@@ -240,6 +257,7 @@ pub(crate) fn space_info(i: &engine::SpaceInfo) -> pb::SpaceInfo {
         ef_construction: i.config.index.ef_construction,
         ef_search: i.config.index.ef_search,
         created_at_us: i.created_at_us,
+        default_ttl_ms: i.config.default_ttl_ms.unwrap_or(0),
     }
 }
 
@@ -252,6 +270,10 @@ pub(crate) fn space_stats(s: &engine::SpaceStats) -> pb::SpaceStats {
         fresh_count: s.fresh_count,
         checkpoint_lsn: s.checkpoint_lsn,
         attrs_bytes: s.attrs_bytes,
+        live_bytes: s.live_bytes,
+        dead_bytes: s.dead_bytes,
+        unpurged: s.unpurged,
+        oldest_snapshot_lsn: s.oldest_snapshot_lsn,
     }
 }
 
@@ -289,6 +311,7 @@ pub(crate) fn rejected(sequence: u64, e: &Error) -> pb::Ack {
         }
         Error::StorageFull { .. } => (pb::RejectCode::StorageFull, STORAGE_FULL_RETRY, 0),
         Error::MemoryExists { .. } => (pb::RejectCode::AlreadyExists, Duration::ZERO, 0),
+        Error::NotLive { .. } => (pb::RejectCode::NotFound, Duration::ZERO, 0),
         Error::InvalidArgument(_) | Error::RecordLost { .. } => {
             (pb::RejectCode::Invalid, Duration::ZERO, 0)
         }

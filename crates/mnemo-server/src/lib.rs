@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod convert;
+mod forget;
 mod indexed_watch;
 mod offload;
 mod recall_admission;

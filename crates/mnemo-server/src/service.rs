@@ -495,16 +495,46 @@ impl Mnemo for MnemoService {
         let ids = convert::ids(&r.ids)?;
         let snapshot = (r.snapshot_lsn > 0).then_some(r.snapshot_lsn);
         let with_embedding = r.include_embedding;
-        let (snapshot, found, missing) =
-            blocking(move || engine.get_memories(&r.space, &ids, snapshot)).await?;
+        let got = blocking(move || engine.get_memories(&r.space, &ids, snapshot)).await?;
         Ok(Response::new(pb::GetMemoriesResponse {
-            memories: found
+            memories: got
+                .found
                 .into_iter()
                 .map(|m| convert::memory(m, with_embedding))
                 .collect(),
-            missing: missing.iter().map(ToString::to_string).collect(),
-            snapshot_lsn: snapshot,
+            missing: got.missing.iter().map(ToString::to_string).collect(),
+            snapshot_lsn: got.snapshot,
+            superseded: got
+                .superseded
+                .iter()
+                .map(|(id, by)| pb::Superseded {
+                    id: id.to_string(),
+                    superseded_by: by.to_string(),
+                })
+                .collect(),
         }))
+    }
+
+    async fn forget(
+        &self,
+        request: Request<pb::ForgetRequest>,
+    ) -> Result<Response<pb::ForgetResponse>, Status> {
+        let access = self.access(&request)?;
+        let r = request.into_inner();
+        access.check(Right::Write, &r.space)?;
+        let engine = Arc::clone(self.engine()?);
+        crate::forget::forget(engine, r).await.map(Response::new)
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactRequest>,
+    ) -> Result<Response<pb::CompactResponse>, Status> {
+        let access = self.access(&request)?;
+        let r = request.into_inner();
+        access.check(Right::Admin, &r.space)?;
+        let engine = Arc::clone(self.engine()?);
+        crate::forget::compact(engine, r).await.map(Response::new)
     }
 
     async fn create_space(

@@ -10,7 +10,7 @@ mod config;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use cmd::{conn, observe, recall, space, stats, synth};
+use cmd::{conn, forget, observe, recall, space, stats, synth};
 
 #[derive(Parser)]
 #[command(name = "mnemo", version, about = "Mnemo: a streaming memory server")]
@@ -40,6 +40,10 @@ enum Command {
     Recall(recall::RecallArgs),
     /// Memories by id.
     Get(recall::GetArgs),
+    /// Forget memories by --id, --session or a filter (--tag …).
+    Forget(forget::ForgetArgs),
+    /// Purge and compact a space now: forgotten memories leave every file.
+    Compact(forget::CompactArgs),
     /// Server statistics.
     Stats {
         #[command(flatten)]
@@ -176,6 +180,8 @@ async fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
         Command::Observe(args) => observe::run(args).await,
         Command::Recall(args) => recall::recall(args).await,
         Command::Get(args) => recall::get(args).await,
+        Command::Forget(args) => forget::forget(args).await,
+        Command::Compact(args) => forget::compact(args).await,
         Command::Stats { conn, json } => stats::stats(conn, json).await,
         Command::Synth(args) => synth::synth(args),
         #[cfg(feature = "server")]

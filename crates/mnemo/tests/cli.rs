@@ -223,6 +223,60 @@ fn serve_space_observe_recall_stats_metrics_sigterm() {
 }
 
 #[test]
+fn forget_correct_expire_and_compact_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let server = Server::start(&dir.path().join("data"), port, mport);
+    server.ok(&["space", "create", "m", "--dim", "4"]);
+    let out = server.ok(&["space", "create", "brief", "--dim", "4", "--ttl", "1s"]);
+    assert!(out.contains("ttl=1s"), "{out}");
+    let a = "00000000-0000-7000-8000-00000000000a";
+    let b = "00000000-0000-7000-8000-00000000000b";
+    let lines = [
+        format!(r#"{{"id":"{a}","content":"alpha","embedding":[1,0,0,0],"tags":{{"user":"ann"}}}}"#),
+        r#"{"content":"beta","embedding":[0,1,0,0],"tags":{"user":"bob"}}"#.to_string(),
+        r#"{"content":"gamma","embedding":[0,0,1,0],"tags":{"user":"bob"},"expires_at":"2100-01-01T00:00:00Z"}"#.to_string(),
+        format!(r#"{{"id":"{b}","content":"alpha, corrected","embedding":[1,0.1,0,0],"supersedes":"{a}"}}"#),
+    ];
+    let file = dir.path().join("m.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = server.ok(&["observe", "m", file.to_str().unwrap(), "--quiet"]);
+    assert!(out.contains("4 accepted"), "{out}");
+    let out = server.ok(&["get", "m", a, b, "--json"]);
+    assert!(out.contains(&format!(r#""superseded_by":"{b}""#)), "{out}");
+    assert!(out.contains(&format!(r#""supersedes":"{a}""#)), "{out}");
+    // Forget by tag, then by id; an empty selector is refused before connecting.
+    let out = server.ok(&["forget", "m", "--tag", "user=bob", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["forgotten"], 2);
+    let out = server.ok(&["forget", "m", "--id", b]);
+    assert!(out.contains("forgot 1 memories"), "{out}");
+    let bad = server.cli(&["forget", "m"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("say what to forget"));
+    let out = server.ok(&["recall", "m", "--cue", "[1,1,1,1]", "-k", "10", "--json"]);
+    assert_eq!(out.lines().count(), 0, "everything forgotten: {out}");
+    // Compact: purged from the graph, then no file holds a forgotten content.
+    let out = server.ok(&["compact", "m", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["purged"], 4, "{out}");
+    let out = server.ok(&["space", "describe", "m"]);
+    assert!(out.contains("unpurged 0"), "{out}");
+    // The TTL space forgets on its own.
+    std::fs::write(&file, r#"{"content":"soon gone","embedding":[1,0,0,0]}"#).unwrap();
+    server.ok(&["observe", "brief", file.to_str().unwrap(), "--quiet"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server
+        .ok(&["recall", "brief", "--cue", "[1,0,0,0]", "--json"])
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the memory did not expire");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.sigterm().success());
+}
+
+#[test]
 fn observe_resumes_across_a_server_kill() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -232,7 +286,7 @@ fn observe_resumes_across_a_server_kill() {
     let file = dir.path().join("obs.jsonl");
     std::fs::write(
         &file,
-        server.ok(&["synth", "--dim", "16", "--count", "40000"]),
+        server.ok(&["synth", "--dim", "16", "--count", "200000"]),
     )
     .unwrap();
     let addr = server.addr.clone();
@@ -250,7 +304,21 @@ fn observe_resumes_across_a_server_kill() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill once the stream is under way (not after a fixed time: a fast machine
+    // stores the whole file in a fraction of a second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats: serde_json::Value =
+            serde_json::from_str(&server.ok(&["stats", "--json"])).unwrap();
+        if stats["accepted"].as_u64().unwrap_or(0) >= 2000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "observe made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     server.sigkill(); // mid-stream, without warning
     std::thread::sleep(Duration::from_millis(300));
     let server = Server::start(&data, port, mport);
@@ -263,7 +331,7 @@ fn observe_resumes_across_a_server_kill() {
     let stats: serde_json::Value = serde_json::from_str(&server.ok(&["stats", "--json"])).unwrap();
     assert_eq!(
         stats["spaces"][0]["committed_lsn"],
-        40000,
+        200000,
         "every line stored exactly once: {}",
         String::from_utf8_lossy(&out.stdout)
     );

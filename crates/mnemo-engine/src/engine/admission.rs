@@ -15,6 +15,7 @@ use crate::ingest::stats::{Counters, names};
 use crate::log::{AppendTicket, Log};
 use crate::record::ObservationRecord;
 use crate::space::Space;
+use crate::space::attrs::NotLive;
 use crate::types::{Lane, Lsn};
 
 /// The outcome of an accepted observation.
@@ -80,10 +81,16 @@ impl Inner {
     pub(super) fn submit(
         &self,
         space: Arc<Space>,
-        rec: &ObservationRecord,
+        rec: &mut ObservationRecord,
         lane: Lane,
         client_id: bool,
     ) -> Result<ObserveTicket> {
+        if rec.expires_at_us.is_none()
+            && let Some(ttl) = space.info.config.default_ttl_ms
+        {
+            let ttl_us = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
+            rec.expires_at_us = Some(rec.recorded_at_us.saturating_add(ttl_us));
+        }
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -107,7 +114,6 @@ impl Inner {
                     .into(),
             );
         }
-        let body = rec.encode();
         if !space.fresh.try_reserve() {
             return refuse(format!(
                 "space '{}' has {} records awaiting indexing (limit {})",
@@ -116,7 +122,8 @@ impl Inner {
                 space.fresh.capacity()
             ));
         }
-        if !reg.budget.try_reserve(body.len()) {
+        let len = rec.encoded_len();
+        if !reg.budget.try_reserve(len) {
             space.fresh.release(1);
             return refuse(format!(
                 "index queue full ({} of {} observations, {} of {} bytes)",
@@ -126,18 +133,16 @@ impl Inner {
                 reg.budget.max_bytes()
             ));
         }
-        // Ids are unique per space: a client-chosen one is checked and held until
-        // its append commits or fails (server-made UUIDv7s cannot collide). Last, so
-        // that no other refusal leaves it held.
-        if client_id && let Err(taken) = space.attrs.write().reserve_id(rec.id) {
+        // Ids are unique among live memories of a space: a client-chosen one is
+        // checked and held until its append commits or fails (server-made UUIDv7s
+        // cannot collide); so is the memory a supersede names. Last, so that no
+        // other refusal leaves them held.
+        if let Err(e) = reserve_names(&space, rec, client_id) {
             space.fresh.release(1);
-            reg.budget.release(1, body.len());
-            return Err(Error::MemoryExists {
-                space: space.info.name.clone(),
-                id: rec.id,
-                lsn: taken.0,
-            });
+            reg.budget.release(1, len);
+            return Err(e);
         }
+        let body = rec.encode();
         let append = self.log.append_hinted(space.info.no, body, lane as u8);
         Ok(ObserveTicket {
             append,
@@ -145,4 +150,40 @@ impl Inner {
             started: Instant::now(),
         })
     }
+}
+
+/// Holds `rec`'s client-chosen id and the memory it supersedes (resolving its LSN
+/// into `rec`), or refuses with nothing held.
+fn reserve_names(space: &Space, rec: &mut ObservationRecord, client_id: bool) -> Result<()> {
+    let snapshot = space.committed.get();
+    let mut attrs = space.attrs.write();
+    let old = rec.supersedes.map(|s| s.id);
+    if client_id && let Err(taken) = attrs.reserve_id(rec.id, old) {
+        return Err(Error::MemoryExists {
+            space: space.info.name.clone(),
+            id: rec.id,
+            lsn: taken.0,
+        });
+    }
+    if let Some(s) = rec.supersedes.as_mut() {
+        match attrs.reserve_supersede(&s.id, snapshot) {
+            Ok(lsn) => s.lsn = lsn,
+            Err(why) => {
+                if client_id {
+                    attrs.release_id(rec.id);
+                }
+                return Err(Error::NotLive {
+                    space: space.info.name.clone(),
+                    id: s.id,
+                    why: match why {
+                        NotLive::Missing => {
+                            "no live memory has this id (never stored, or forgotten, superseded or expired)"
+                        }
+                        NotLive::InFlight => "another observation in flight supersedes it already",
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Engine, Inner, monitor, workers};
+use super::{Engine, Inner, forget, monitor, workers};
 use crate::error::{Error, Result};
 use crate::log::Log;
 
@@ -27,6 +27,7 @@ impl Engine {
         }
         spawn("mnemo-pressure".into(), monitor::run)?;
         spawn("mnemo-checkpoint".into(), checkpointer)?;
+        spawn("mnemo-maintain".into(), maintainer)?;
         Ok(())
     }
 
@@ -113,6 +114,30 @@ fn checkpointer(inner: &Inner) {
             if let Err(e) = space.checkpoint() {
                 tracing::warn!(space = space.info.name, error = %e, "periodic checkpoint failed");
             }
+        }
+    }
+}
+
+/// Sweeps expired memories and purges dead ones, every `maintenance_interval_ms`.
+fn maintainer(inner: &Inner) {
+    // Deferrable, like indexing: acks and recalls win the cores.
+    if let Err(error) = crate::lower_thread_priority(inner.config.index_nice) {
+        tracing::warn!(%error, "cannot lower the maintenance thread's priority");
+    }
+    let interval = Duration::from_millis(inner.config.retention.maintenance_interval_ms);
+    loop {
+        {
+            let mut g = inner.stop_lock.lock();
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            inner.stop_cv.wait_for(&mut g, interval);
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+        }
+        if let Err(e) = forget::maintain_all(inner) {
+            tracing::warn!(error = %e, "expiry sweep or purge failed; will retry");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Data directory layout: `LOCK`, `catalog.json`, `log/*.seg`, `spaces/<no>/`.
 
 mod admission;
+mod forget;
 mod lifecycle;
 mod monitor;
 mod open;
@@ -20,6 +21,7 @@ mod spaces;
 mod workers;
 
 pub use admission::{ObserveTicket, Observed};
+pub use forget::{Compacted, Forgotten, MAX_FORGET_IDS};
 
 /// Most ids one [`Engine::get_memories`] may ask for.
 pub const MAX_GET_IDS: usize = 1000;
@@ -39,6 +41,19 @@ impl Selection {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+/// What [`Engine::get_memories`] found, as of one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct GotMemories {
+    /// The snapshot read.
+    pub snapshot: Lsn,
+    /// The memories found, in the order asked for.
+    pub found: Vec<Memory>,
+    /// Ids with no memory seen at the snapshot (never stored, forgotten, expired).
+    pub missing: Vec<Uuid>,
+    /// Ids whose memory was superseded by the snapshot: `(id, the id of the memory
+    /// that superseded it)`.
+    pub superseded: Vec<(Uuid, Uuid)>,
 }
 pub use repair::{repair, repair_in};
 pub use session::{Ack, AckKind, Session, SessionTicket};
@@ -123,8 +138,8 @@ impl Engine {
     ) -> Result<ObserveTicket> {
         let space = self.inner.registry.by_name(space)?;
         let client_id = obs.id.is_some();
-        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
-        self.inner.submit(space, &rec, lane, client_id)
+        let mut rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        self.inner.submit(space, &mut rec, lane, client_id)
     }
 
     /// Like [`Engine::observe`], but while the engine is overloaded it sleeps for the
@@ -138,11 +153,11 @@ impl Engine {
         let deadline = Instant::now() + max_wait;
         let space = self.inner.registry.by_name(space)?;
         let client_id = obs.id.is_some();
-        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        let mut rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
         loop {
             match self
                 .inner
-                .submit(Arc::clone(&space), &rec, Lane::Normal, client_id)
+                .submit(Arc::clone(&space), &mut rec, Lane::Normal, client_id)
             {
                 Err(Error::Overloaded { retry_after, .. })
                     if Instant::now() + retry_after <= deadline =>
@@ -207,16 +222,40 @@ impl Engine {
         RecallCursor::open(space, log, req, self.inner.config.recall_exact_limit)
     }
 
-    /// Reads one committed record by LSN (score 0).
+    /// Reads one committed memory by LSN (score 0), as of the latest snapshot: a
+    /// memory forgotten, superseded or expired by then is [`Error::Forgotten`].
     pub fn get(&self, space: &str, lsn: Lsn) -> Result<Memory> {
         let space = self.inner.registry.by_name(space)?;
-        if lsn == 0 || lsn > space.committed.get() {
+        let committed = space.committed.get();
+        if lsn == 0 || lsn > committed {
             return Err(Error::invalid(format!(
                 "LSN {lsn} is not committed in space '{}'",
                 space.info.name
             )));
         }
+        let control = space.attrs.read().is_control(lsn);
+        if !space.is_lost(lsn) && !control && !space.seen(lsn, committed) {
+            return Err(Error::Forgotten {
+                space: space.info.name.clone(),
+                lsn,
+            });
+        }
         space.read_memory(self.inner.log.as_ref(), lsn)
+    }
+
+    /// Holds `snapshot` of `space` readable (a purge of forgotten memories stays
+    /// below it) until the pin is dropped: for a reader that reads one snapshot in
+    /// several calls (an export). [`Error::SnapshotTooOld`] if it is purged already.
+    pub fn pin_snapshot(&self, space: &str, snapshot: Lsn) -> Result<crate::SnapshotPin> {
+        let space = self.inner.registry.by_name(space)?;
+        let committed = space.committed.get();
+        if snapshot > committed {
+            return Err(Error::SnapshotInFuture {
+                requested: snapshot,
+                committed,
+            });
+        }
+        space.pin(snapshot)
     }
 
     /// Reads the committed records with LSN in `(after, upto]`, in LSN order: the
@@ -242,6 +281,14 @@ impl Engine {
                 space.info.name
             )));
         }
+        let oldest = space.attrs.read().deaths.purged_upto();
+        if upto < oldest {
+            return Err(Error::SnapshotTooOld {
+                space: space.info.name.clone(),
+                requested: upto,
+                oldest,
+            });
+        }
         let end = upto.min(after.saturating_add(max as u64));
         if after >= end {
             return Ok((Vec::new(), after.max(end)));
@@ -257,7 +304,7 @@ impl Engine {
                     .collect::<Result<_>>()?
             }
             None => ((after + 1)..=end)
-                .filter(|&lsn| !space.is_lost(lsn))
+                .filter(|&lsn| space.seen(lsn, upto))
                 .map(|lsn| space.read_memory(log, lsn))
                 .collect::<Result<_>>()?,
         };
@@ -280,13 +327,14 @@ impl Engine {
     }
 
     /// The memories with `ids` as of `snapshot` (none: the latest), in the order
-    /// asked, and the ids with no memory then. At most [`MAX_GET_IDS`] ids.
+    /// asked, the ids with no memory then, and those superseded by then (with the
+    /// id that superseded each). At most [`MAX_GET_IDS`] ids.
     pub fn get_memories(
         &self,
         space: &str,
         ids: &[Uuid],
         snapshot: Option<Lsn>,
-    ) -> Result<(Lsn, Vec<Memory>, Vec<Uuid>)> {
+    ) -> Result<GotMemories> {
         if ids.len() > MAX_GET_IDS {
             return Err(Error::invalid(format!(
                 "{} ids, the limit is {MAX_GET_IDS}",
@@ -305,24 +353,53 @@ impl Engine {
             Some(s) => s,
             None => committed,
         };
+        let _pin = space.pin(snapshot)?;
+        enum Found {
+            At(Lsn),
+            Superseded(Uuid),
+            Missing,
+        }
+        // Lock order: `lost` is never taken while `attrs` is held.
+        let lost = space.any_lost();
         let lsns: Vec<Option<Lsn>> = {
             let attrs = space.attrs.read();
-            ids.iter()
-                .map(|id| {
-                    attrs
-                        .lsn_of(id)
-                        .filter(|&l| l <= snapshot && !space.is_lost(l))
+            ids.iter().map(|id| attrs.lsn_of(id, snapshot)).collect()
+        };
+        let lsns: Vec<Option<Lsn>> = lsns
+            .into_iter()
+            .map(|l| l.filter(|&l| !(lost && space.is_lost(l))))
+            .collect();
+        let found: Vec<Found> = {
+            let attrs = space.attrs.read();
+            lsns.iter()
+                .map(|&lsn| {
+                    let Some(lsn) = lsn else {
+                        return Found::Missing;
+                    };
+                    if !attrs.hidden(lsn, snapshot) {
+                        return Found::At(lsn);
+                    }
+                    match attrs.deaths.superseded_by(lsn) {
+                        Some((by, by_id)) if by <= snapshot => Found::Superseded(by_id),
+                        _ => Found::Missing,
+                    }
                 })
                 .collect()
         };
-        let (mut found, mut missing) = (Vec::new(), Vec::new());
-        for (id, lsn) in ids.iter().zip(lsns) {
-            match lsn {
-                Some(lsn) => found.push(space.read_memory(self.inner.log.as_ref(), lsn)?),
-                None => missing.push(*id),
+        let mut got = GotMemories {
+            snapshot,
+            ..GotMemories::default()
+        };
+        for (id, f) in ids.iter().zip(found) {
+            match f {
+                Found::At(lsn) => got
+                    .found
+                    .push(space.read_memory(self.inner.log.as_ref(), lsn)?),
+                Found::Superseded(by) => got.superseded.push((*id, by)),
+                Found::Missing => got.missing.push(*id),
             }
         }
-        Ok((snapshot, found, missing))
+        Ok(got)
     }
 
     /// Last sequence number and its LSN that `session` committed in `space`.

@@ -17,7 +17,7 @@ use crate::ingest::pressure::PressureReport;
 use crate::ingest::queue::Item;
 use crate::io::{FileSystem, StdFs};
 use crate::log::{CommitSink, Committed, FileLog, Log};
-use crate::record::{self, ObservationRecord};
+use crate::record::{self, ForgetRecord, ObservationRecord};
 use crate::space::catalog::Catalog;
 use crate::space::{Space, checkpoint};
 use crate::types::{Lane, Lsn, SpaceInfo, SpaceNo};
@@ -238,9 +238,17 @@ fn recover_record(
         offset: 0,
         detail: format!("space {} LSN {}: {e}", space.info.name, c.lsn),
     };
-    if record::is_lost(c.body) {
-        space.mark_lost(c.lsn);
-        return Ok(());
+    match record::kind(c.body) {
+        record::Kind::Lost => {
+            space.mark_lost(c.lsn);
+            return Ok(());
+        }
+        record::Kind::Forget => {
+            let rec = ForgetRecord::decode(c.body).map_err(corrupt)?;
+            space.apply_forget(c.lsn, &rec);
+            return Ok(());
+        }
+        _ => {}
     }
     if space.in_checkpoint(c.lsn) {
         let attrs = ObservationRecord::decode_attrs(c.body).map_err(corrupt)?;

@@ -16,7 +16,7 @@ use crate::ingest::pressure::PressureState;
 use crate::ingest::queue::{Budget, Item, ReadyRing};
 use crate::ingest::stats::{Counters, names};
 use crate::log::{CommitSink, Committed};
-use crate::record::ObservationRecord;
+use crate::record::{self, ForgetRecord, ObservationRecord};
 use crate::space::Space;
 use crate::types::{Lane, Lsn, SpaceNo};
 
@@ -101,11 +101,29 @@ impl CommitSink for Registry {
         let mut touched: HashMap<SpaceNo, Lsn> = HashMap::new();
         let mut accepted = 0u64;
         for c in batch {
+            let is_forget = record::kind(c.body) == record::Kind::Forget;
             let Some(space) = spaces.get(&c.space) else {
                 // Dropped while its append was in flight: retire its admission.
-                self.budget.release(1, c.body.len());
+                if !is_forget {
+                    self.budget.release(1, c.body.len());
+                }
                 continue;
             };
+            if is_forget {
+                // A forget takes no admission; its memories die at its LSN.
+                match ForgetRecord::decode(c.body) {
+                    Ok(rec) => {
+                        space.apply_forget(c.lsn, &rec);
+                    }
+                    Err(e) => {
+                        tracing::error!(space = space.info.name, lsn = c.lsn, error = %e, "undecodable forget record");
+                        space.attrs.write().push_control(c.lsn, i64::MIN);
+                        space.fresh.skip(c.lsn);
+                    }
+                }
+                touched.insert(c.space, c.lsn);
+                continue;
+            }
             match ObservationRecord::decode(c.body) {
                 Ok(rec) => {
                     space.apply(c.lsn, &rec, false);
@@ -146,11 +164,19 @@ impl CommitSink for Registry {
     }
 
     fn not_committed(&self, space: SpaceNo, body: &[u8]) {
+        if record::kind(body) == record::Kind::Forget {
+            return; // a forget holds no admission
+        }
         if let Some(space) = self.get(space) {
             space.fresh.release(1);
-            // A client-chosen id reserved at admission is free again.
+            // A client-chosen id and a superseded memory reserved at admission are
+            // free again.
             if let Ok(rec) = ObservationRecord::decode_attrs(body) {
-                space.attrs.write().release_id(rec.id);
+                let mut attrs = space.attrs.write();
+                attrs.release_id(rec.id);
+                if let Some(s) = rec.supersedes {
+                    attrs.release_supersede(&s.id);
+                }
             }
             space.committed.wake(); // duplicates waiting for this record find out
         }

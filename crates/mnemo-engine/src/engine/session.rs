@@ -310,10 +310,10 @@ impl Session {
         obs.session_id = self.state.id.clone();
         obs.session_seq = seq;
         let client_id = obs.id.is_some();
-        let rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
+        let mut rec = ObservationRecord::from_observation(obs, space.info.config.dim)?;
         let ticket = self
             .engine
-            .submit(Arc::clone(space), &rec, lane, client_id)?;
+            .submit(Arc::clone(space), &mut rec, lane, client_id)?;
         st.next_seq += 1;
         self.state.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok(SessionTicket(Kind::Fresh {

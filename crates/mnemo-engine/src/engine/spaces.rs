@@ -95,7 +95,7 @@ impl Engine {
         Ok(())
     }
 
-    fn check_running(&self) -> Result<()> {
+    pub(super) fn check_running(&self) -> Result<()> {
         if self.inner.closing.load(Ordering::Acquire) {
             Err(Error::ShuttingDown)
         } else {

@@ -474,6 +474,30 @@ impl Hnsw {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.shards.iter().map(Shard::memory_bytes).sum()
     }
+
+    /// Takes `lsns` out of every shard that holds them; returns how many were
+    /// found. A removed node's slot is reused by a later insert (which overwrites
+    /// its vector); until then searches pass through it but never return it.
+    /// Removals hold a shard exclusively a slice at a time, so searches wait for
+    /// at most one slice.
+    pub(crate) fn remove(&self, lsns: &roaring::RoaringTreemap) -> Result<u64> {
+        const SLICE: usize = 512;
+        let all: Vec<Lsn> = lsns.iter().collect();
+        let mut removed = 0u64;
+        for shard in &self.shards {
+            let _no_adds = shard.add_lock.lock();
+            for part in all.chunks(SLICE) {
+                let index = shard.index.write();
+                for &lsn in part {
+                    if index.contains(lsn) {
+                        removed += index.remove(lsn).map_err(index_err)? as u64;
+                    }
+                }
+                RwLockWriteGuard::unlock_fair(index);
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
@@ -483,12 +507,12 @@ mod tests {
     #[test]
     fn add_search_filter_save_load() {
         let cfg = SpaceConfig {
-            dim: 4,
             metric: Metric::L2,
             index: IndexParams {
                 precision: Precision::F32,
                 ..Default::default()
             },
+            ..SpaceConfig::new(4)
         };
         let h = Hnsw::new(&cfg, 2).unwrap();
         let rows: Vec<(Lsn, Vec<f32>)> = (1..=3000)
@@ -520,6 +544,23 @@ mod tests {
             back.search(&[7.0, 0.0, 0.0, 0.0], 1, &|_| true).unwrap()[0].0,
             7
         );
+        // Removed keys are never found again, and their slots are reused.
+        let gone: roaring::RoaringTreemap = (1..=1500).collect();
+        assert_eq!(back.remove(&gone).unwrap(), 1500);
+        assert_eq!(back.len(), 1500);
+        assert!(!back.contains(42));
+        let got = back.search(&[7.0, 0.0, 0.0, 0.0], 3, &|_| true).unwrap();
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            vec![1501, 1502, 1503]
+        );
+        let again: Vec<(Lsn, Vec<f32>)> = (5001..=5100)
+            .map(|i| (i, vec![i as f32, 0.0, 0.0, 0.0]))
+            .collect();
+        let refs: Vec<(Lsn, VectorRef<'_>)> =
+            again.iter().map(|(l, v)| (*l, VectorRef::F32(v))).collect();
+        back.add_batch(&refs, false, &gate).unwrap();
+        assert_eq!(back.len(), 1600);
     }
 }
 #[cfg(test)]

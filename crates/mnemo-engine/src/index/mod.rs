@@ -5,6 +5,7 @@ pub(crate) mod fresh;
 pub(crate) mod gate;
 pub(crate) mod hnsw;
 pub(crate) mod score;
+pub(crate) mod scrub;
 
 /// Pseudo-random vectors in [-0.5, 0.5), seeded (tests of this module).
 #[cfg(test)]

@@ -34,6 +34,8 @@ impl FreeSpace {
             let free = fs.free_bytes(dir).unwrap_or(u64::MAX);
             self.bytes.store(free, Ordering::Relaxed);
             self.sampled_ms.store(now, Ordering::Relaxed);
+            // Our own sample, not what a slower concurrent sampler stored meanwhile.
+            return free;
         }
         self.bytes.load(Ordering::Relaxed)
     }

@@ -19,7 +19,7 @@ mod plan;
 use crate::error::{Error, Result};
 use crate::index::score;
 use crate::log::Log;
-use crate::space::Space;
+use crate::space::{SnapshotPin, Space};
 use crate::types::{Filter, Lsn, Memory, Ranking};
 use plan::Plan;
 
@@ -93,6 +93,8 @@ pub struct RecallCursor {
     /// (LSN, exact score) of the results not yet returned, best first; ranked on
     /// the first batch.
     ranked: Option<VecDeque<(Lsn, f32)>>,
+    /// Keeps the snapshot readable (no purge passes it) while the cursor lives.
+    _pin: SnapshotPin,
 }
 
 impl std::fmt::Debug for RecallCursor {
@@ -157,8 +159,10 @@ impl RecallCursor {
                         waited: req.max_wait,
                     })?,
             };
+        let pin = space.pin(snapshot)?;
         let prepared = score::prepare(space.info.config.metric, &req.cue);
         Ok(RecallCursor {
+            _pin: pin,
             space,
             log,
             cue: req.cue,

@@ -87,13 +87,17 @@ impl Plan<'_> {
         selection: Option<&RoaringTreemap>,
     ) -> Result<Vec<Candidate>> {
         let (space, snapshot) = (self.space, self.snapshot);
-        let outside = |lsn: Lsn| selection.is_some_and(|s| !s.contains(lsn));
+        // A selection holds only what the snapshot sees; without one, each candidate
+        // is checked (lost, dead, expired) when anything can be hidden.
+        let checks = space.hidden_checks();
+        let outside = |lsn: Lsn| match selection {
+            Some(s) => !s.contains(lsn),
+            None => !checks.none() && space.hidden(lsn, snapshot, checks),
+        };
         // Order matters: fresh first, then the graph (see the module docs).
         let fresh = space.fresh.scan(self.prepared, pool, snapshot, &outside);
         let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
-        let any_lost = space.any_lost();
-        let visible =
-            |lsn: Lsn| lsn <= snapshot && !(any_lost && space.is_lost(lsn)) && !outside(lsn);
+        let visible = |lsn: Lsn| lsn <= snapshot && !outside(lsn);
         // Plain similarity: the graph's best `want` and a few (the fresh tier gives
         // the margin); with a ranking, the whole pool from both.
         let plain = self.ranking.is_plain();

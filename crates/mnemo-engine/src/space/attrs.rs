@@ -1,22 +1,21 @@
-//! A space's attributes of every memory, for filters, get by id, id uniqueness
-//! and ranking: posting lists (roaring bitmaps of LSNs) per tag value, per tag key
-//! and per session; columns of `occurred_at`, `recorded_at` and confidence indexed
-//! by LSN; and the id → LSN map.
+//! A space's attributes of every memory, for filters, get by id, id uniqueness,
+//! ranking and expiry: posting lists (roaring bitmaps of LSNs) per tag value, per
+//! tag key and per session; columns of `occurred_at`, `recorded_at`, confidence,
+//! expiry and the commit clock indexed by LSN; the id → LSN map; and which
+//! memories died when (`deaths.rs`).
 //!
-//! Memories are immutable, so a set of LSNs cut at a snapshot is exactly what
-//! matched at that snapshot. Everything is rebuilt from the log at open (each
-//! record is applied in LSN order, as the commit sink applies it).
+//! Memories are immutable and deaths are dated by LSN, so a set of LSNs cut at a
+//! snapshot, less what was dead or expired at it, is exactly what matched at that
+//! snapshot. Everything is rebuilt from the log at open (each record is applied
+//! in LSN order, as the commit sink applies it).
 
 use roaring::RoaringTreemap;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
+use super::deaths::Deaths;
 use crate::record::ObservationAttrs;
 use crate::types::{Filter, Lsn, TagTest};
-
-/// The LSN an id maps to while its observation is admitted but not yet committed
-/// (a second observation with the id is refused meanwhile).
-const PENDING: Lsn = 0;
 
 /// See the module docs.
 #[derive(Default)]
@@ -27,39 +26,81 @@ pub(crate) struct Attrs {
     tag_keys: HashMap<String, RoaringTreemap>,
     /// session id → LSNs.
     sessions: HashMap<String, RoaringTreemap>,
+    /// LSNs that are not memories: forget records and records lost to damage.
+    control: RoaringTreemap,
     /// Columns, index `lsn - 1`.
     occurred: Vec<i64>,
     recorded: Vec<i64>,
     confidence: Vec<f32>,
-    /// id → LSN ([`PENDING`] while in flight).
+    /// When the memory expires (µs; 0: never).
+    expires: Vec<i64>,
+    /// The commit clock: the latest `recorded_at` of any record up to this LSN
+    /// (so it never goes back; a snapshot's commit time).
+    clock: Vec<i64>,
+    /// id → LSN of the latest memory with it.
     ids: HashMap<Uuid, Lsn>,
+    /// Ids of observations admitted and not yet committed, with how many (more
+    /// than one only for in-place corrections: an observation that takes the id
+    /// of the one it supersedes). Others with the id are refused meanwhile.
+    pending: HashMap<Uuid, u32>,
+    /// A memory whose id a dead memory had before it → that memory's LSN.
+    prior: HashMap<Lsn, Lsn>,
+    /// Ids of memories an observation in flight supersedes (a second one is refused).
+    superseding: HashSet<Uuid>,
+    /// Deaths: forgotten, superseded, expired.
+    pub(crate) deaths: Deaths,
 }
 
-/// An id is taken already.
+/// An id is taken already (by the memory at this LSN; none: by one in flight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Taken(pub(crate) Option<Lsn>);
 
+/// Why a memory named by a supersede is not there to supersede.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotLive {
+    /// No memory has the id (or it is dead).
+    Missing,
+    /// Another observation in flight supersedes it already.
+    InFlight,
+}
+
 impl Attrs {
-    /// Takes in record `lsn` (the next LSN; earlier gaps are filled as lost).
-    /// `None` is a record lost to log damage.
-    pub(crate) fn push(&mut self, lsn: Lsn, rec: Option<&ObservationAttrs<'_>>) {
+    /// Grows the columns to hold `lsn` (the next LSN; earlier gaps are filled as
+    /// nothing). False if `lsn` was applied already (a duplicate delivery must not
+    /// shift columns).
+    fn grow(&mut self, lsn: Lsn, recorded_at: i64) -> bool {
         let at = (lsn - 1) as usize;
         if at < self.occurred.len() {
-            return; // applied already (a duplicate delivery must not shift columns)
+            return false;
         }
-        // Gaps (cannot happen: LSNs are dense) are filled so columns stay aligned.
+        let clock = self.clock.last().copied().unwrap_or(i64::MIN);
         self.occurred.resize(at, i64::MIN);
         self.recorded.resize(at, i64::MIN);
         self.confidence.resize(at, 0.0);
+        self.expires.resize(at, 0);
+        self.clock.resize(at, clock);
+        self.clock.push(clock.max(recorded_at));
+        true
+    }
+
+    /// Takes in record `lsn`, a memory (`Some`) or a record lost to log damage.
+    /// A memory that supersedes another kills it here, at `lsn`.
+    pub(crate) fn push(&mut self, lsn: Lsn, rec: Option<&ObservationAttrs<'_>>) {
         let Some(rec) = rec else {
-            self.occurred.push(i64::MIN);
-            self.recorded.push(i64::MIN);
-            self.confidence.push(0.0);
+            self.push_control(lsn, i64::MIN);
             return;
         };
+        if !self.grow(lsn, rec.recorded_at_us) {
+            return;
+        }
         self.occurred.push(rec.occurred_at_us);
         self.recorded.push(rec.recorded_at_us);
         self.confidence.push(rec.confidence);
+        let expires = rec.expires_at_us.unwrap_or(0);
+        self.expires.push(expires);
+        if expires != 0 {
+            self.deaths.expire_later(lsn, expires);
+        }
         for &(k, v) in &rec.tags {
             let values = match self.tag_values.get_mut(k) {
                 Some(values) => values,
@@ -89,47 +130,180 @@ impl Attrs {
                 }
             }
         }
-        self.ids.insert(rec.id, lsn);
+        if let Some(s) = rec.supersedes {
+            self.superseding.remove(&s.id);
+            // LSN 0: the memory was in flight at admission; it committed before
+            // this one (appends are in admission order), so its id finds it now.
+            let old = if s.lsn != 0 {
+                Some(s.lsn)
+            } else {
+                self.live_lsn(&s.id, lsn - 1)
+            };
+            if let Some(old) = old
+                && self.kill(old, lsn)
+            {
+                self.deaths.superseded(old, lsn, rec.id);
+            }
+        }
+        self.release_id(rec.id);
+        if let Some(old) = self.ids.insert(rec.id, lsn)
+            && old != lsn
+        {
+            self.prior.insert(lsn, old);
+        }
     }
 
-    /// Reserves `id` for an observation being admitted; `Err` if a memory (or an
-    /// observation in flight) has it.
-    pub(crate) fn reserve_id(&mut self, id: Uuid) -> Result<(), Taken> {
-        match self.ids.get(&id) {
-            Some(&PENDING) => Err(Taken(None)),
-            Some(&lsn) => Err(Taken(Some(lsn))),
-            None => {
-                self.ids.insert(id, PENDING);
-                Ok(())
+    /// Takes in a record that is not a memory (a forget record, recorded at
+    /// `recorded_at`; `i64::MIN` for a record lost to damage).
+    pub(crate) fn push_control(&mut self, lsn: Lsn, recorded_at: i64) {
+        if !self.grow(lsn, recorded_at) {
+            return;
+        }
+        self.occurred.push(i64::MIN);
+        self.recorded.push(i64::MIN);
+        self.confidence.push(0.0);
+        self.expires.push(0);
+        self.control.insert(lsn);
+    }
+
+    /// Kills memory `lsn` at `at`; false if it is not a memory or was dead already.
+    pub(crate) fn kill(&mut self, lsn: Lsn, at: Lsn) -> bool {
+        let Some(i) = index(lsn).filter(|&i| i < self.occurred.len()) else {
+            return false;
+        };
+        if self.control.contains(lsn) {
+            return false;
+        }
+        self.deaths.kill(lsn, at, self.expires[i])
+    }
+
+    /// Reserves `id` for an observation being admitted; `Err` if a live memory (or
+    /// an observation in flight) has it. An observation may take the id of the
+    /// memory it supersedes (`supersedes`), committed or in flight.
+    pub(crate) fn reserve_id(&mut self, id: Uuid, supersedes: Option<Uuid>) -> Result<(), Taken> {
+        let in_place = supersedes == Some(id);
+        if self.pending.contains_key(&id) && !in_place {
+            return Err(Taken(None));
+        }
+        if let Some(&lsn) = self.ids.get(&id)
+            && !self.deaths.is_dead(lsn)
+            && !in_place
+        {
+            return Err(Taken(Some(lsn)));
+        }
+        *self.pending.entry(id).or_default() += 1;
+        Ok(())
+    }
+
+    /// Returns a reservation (its append failed, or it committed).
+    pub(crate) fn release_id(&mut self, id: Uuid) {
+        if let Some(n) = self.pending.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(&id);
             }
         }
     }
 
-    /// Returns a reservation whose append failed.
-    pub(crate) fn release_id(&mut self, id: Uuid) {
-        if self.ids.get(&id) == Some(&PENDING) {
-            self.ids.remove(&id);
+    /// Finds the memory `id` names for an observation that supersedes it, and
+    /// holds it until that observation commits or fails: its LSN if it is live at
+    /// `snapshot`, 0 if it is still in flight (resolved when this one commits).
+    pub(crate) fn reserve_supersede(&mut self, id: &Uuid, snapshot: Lsn) -> Result<Lsn, NotLive> {
+        let lsn = match self.live_lsn(id, snapshot) {
+            Some(lsn) => lsn,
+            None if self.pending.contains_key(id) => 0,
+            None => return Err(NotLive::Missing),
+        };
+        if !self.superseding.insert(*id) {
+            return Err(NotLive::InFlight);
         }
+        Ok(lsn)
     }
 
-    /// The LSN of the memory with `id`, if one is committed.
-    pub(crate) fn lsn_of(&self, id: &Uuid) -> Option<Lsn> {
-        self.ids.get(id).copied().filter(|&lsn| lsn != PENDING)
+    /// Returns a supersede reservation whose append failed.
+    pub(crate) fn release_supersede(&mut self, id: &Uuid) {
+        self.superseding.remove(id);
+    }
+
+    /// The LSN of the memory that had `id` at `snapshot` (dead or alive then).
+    pub(crate) fn lsn_of(&self, id: &Uuid, snapshot: Lsn) -> Option<Lsn> {
+        let mut lsn = *self.ids.get(id)?;
+        while lsn > snapshot {
+            lsn = *self.prior.get(&lsn)?;
+        }
+        Some(lsn)
+    }
+
+    /// The LSN of the live memory with `id` at `snapshot`, for a supersede.
+    pub(crate) fn live_lsn(&self, id: &Uuid, snapshot: Lsn) -> Option<Lsn> {
+        self.lsn_of(id, snapshot)
+            .filter(|&lsn| !self.hidden(lsn, snapshot))
     }
 
     /// `(occurred_at_us, confidence)` of `lsn`.
     pub(crate) fn time_and_confidence(&self, lsn: Lsn) -> Option<(i64, f32)> {
-        let at = usize::try_from(lsn.checked_sub(1)?).ok()?;
+        let at = index(lsn)?;
         Some((*self.occurred.get(at)?, *self.confidence.get(at)?))
     }
 
-    /// When the record `lsn` was recorded (µs), if it is a memory.
-    pub(crate) fn recorded_at(&self, lsn: Lsn) -> Option<i64> {
-        let at = usize::try_from(lsn.checked_sub(1)?).ok()?;
-        self.recorded.get(at).copied().filter(|t| *t != i64::MIN)
+    /// When the memory `lsn` expires (µs), if it does.
+    pub(crate) fn expires_at(&self, lsn: Lsn) -> Option<i64> {
+        self.expires.get(index(lsn)?).copied().filter(|&e| e != 0)
     }
 
-    /// Every LSN `1..=snapshot` that matches `filter`, lost records excluded.
+    /// The commit time of `snapshot`: the latest `recorded_at` of a record up to it.
+    pub(crate) fn commit_time(&self, snapshot: Lsn) -> Option<i64> {
+        let at = index(snapshot)?.min(self.clock.len().checked_sub(1)?);
+        self.clock.get(at).copied().filter(|&t| t != i64::MIN)
+    }
+
+    /// True if memory `lsn` is not seen at `snapshot`: dead at it, or expired by
+    /// the snapshot's commit time.
+    pub(crate) fn hidden(&self, lsn: Lsn, snapshot: Lsn) -> bool {
+        if self.deaths.dead_at(lsn, snapshot) {
+            return true;
+        }
+        match self.expires_at(lsn) {
+            Some(e) => self.commit_time(snapshot).is_some_and(|now| e <= now),
+            None => false,
+        }
+    }
+
+    /// True if `lsn` is a forget record or a record lost to damage.
+    pub(crate) fn is_control(&self, lsn: Lsn) -> bool {
+        self.control.contains(lsn)
+    }
+
+    /// True if recalls must check [`Attrs::hidden`] (some memory died or expires).
+    pub(crate) fn any_hidden(&self) -> bool {
+        self.deaths.any()
+    }
+
+    /// The memories hidden at `snapshot` (see [`Attrs::hidden`]).
+    pub(crate) fn hidden_set(&self, snapshot: Lsn) -> RoaringTreemap {
+        let mut set = self.deaths.dead_set(snapshot);
+        let Some(now) = self.commit_time(snapshot) else {
+            return set;
+        };
+        let expires = |l: Lsn| self.expires_at(l).unwrap_or(i64::MAX);
+        set |= self.deaths.expired_by(now, expires);
+        // Memories that died after the snapshot but had expired by its commit time.
+        set.extend(
+            self.deaths
+                .died_after(snapshot)
+                .filter(|&l| expires(l) <= now),
+        );
+        set
+    }
+
+    /// Live memories whose expiry has passed by `now` (µs): the expiry sweep's work.
+    pub(crate) fn due_expiries(&self, now: i64) -> RoaringTreemap {
+        self.deaths
+            .expired_by(now, |l| self.expires_at(l).unwrap_or(i64::MAX))
+    }
+
+    /// Every memory `1..=snapshot` that matches `filter` and is seen at `snapshot`
+    /// (not dead, not expired, not lost).
     pub(crate) fn select(
         &self,
         filter: &Filter,
@@ -176,6 +350,7 @@ impl Attrs {
         let mut set = set.unwrap_or_else(|| {
             let mut all = RoaringTreemap::new();
             all.insert_range(1..=known);
+            all -= &self.control;
             all
         });
         set.remove_range(known + 1..);
@@ -188,6 +363,9 @@ impl Attrs {
         }
         for lsn in lost {
             set.remove(*lsn);
+        }
+        if self.any_hidden() {
+            set -= self.hidden_set(snapshot);
         }
         let columns = !filter.occurred_at.is_open()
             || !filter.recorded_at.is_open()
@@ -204,6 +382,37 @@ impl Attrs {
                     .is_none_or(|m| self.confidence[at] >= m)
         }))
         .unwrap_or_default()
+    }
+
+    /// Takes purged memories (out of both tiers now) out of the posting lists, the
+    /// columns and the id map: nothing of them is left here but their death (and,
+    /// for a superseded memory, its id and successor, for get by id).
+    pub(crate) fn purge(&mut self, lsns: &RoaringTreemap) {
+        self.deaths.purged(lsns);
+        let strip = |lists: &mut HashMap<String, RoaringTreemap>| {
+            lists.retain(|_, b| {
+                *b -= lsns;
+                !b.is_empty()
+            });
+        };
+        for values in self.tag_values.values_mut() {
+            strip(values);
+        }
+        self.tag_values.retain(|_, v| !v.is_empty());
+        strip(&mut self.tag_keys);
+        strip(&mut self.sessions);
+        for lsn in lsns {
+            if let Some(i) = index(lsn).filter(|&i| i < self.occurred.len()) {
+                self.occurred[i] = i64::MIN;
+                self.recorded[i] = i64::MIN;
+                self.confidence[i] = 0.0;
+                self.expires[i] = 0;
+            }
+        }
+        let deaths = &self.deaths;
+        let gone = |l: &Lsn| lsns.contains(*l) && deaths.superseded_by(*l).is_none();
+        self.ids.retain(|_, l| !gone(l));
+        self.prior.retain(|new, old| !gone(new) && !gone(old));
     }
 
     /// Bytes the posting lists, columns and id map take (roughly: bitmaps as
@@ -226,10 +435,17 @@ impl Attrs {
             .sum();
         let columns = self.occurred.capacity() * 8
             + self.recorded.capacity() * 8
-            + self.confidence.capacity() * 4;
-        let ids = self.ids.capacity() * (16 + 8 + 1);
-        bitmaps + columns + ids
+            + self.confidence.capacity() * 4
+            + self.expires.capacity() * 8
+            + self.clock.capacity() * 8;
+        let ids = self.ids.capacity() * (16 + 8 + 1) + self.prior.capacity() * 17;
+        bitmaps + columns + ids + self.control.serialized_size() + self.deaths.memory_bytes()
     }
+}
+
+/// The column index of `lsn`.
+fn index(lsn: Lsn) -> Option<usize> {
+    usize::try_from(lsn.checked_sub(1)?).ok()
 }
 
 /// Appends `lsn` to a bitmap (LSNs come in order, so this is the cheap path).

@@ -93,6 +93,8 @@ fn save_files(
     let counts = hnsw.save(fs, paths)?;
     let mut files = Vec::with_capacity(names.len());
     for ((name, path), count) in names.iter().zip(paths).zip(counts) {
+        // Removed (forgotten) nodes' vectors are saved too: erase them.
+        crate::index::scrub::scrub_freed_vectors(fs, path)?;
         fs.open(path, OpenMode::ReadWrite)
             .and_then(|f| f.sync_all())
             .at(path)?;

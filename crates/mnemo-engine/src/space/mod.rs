@@ -8,6 +8,10 @@
 pub(crate) mod attrs;
 pub(crate) mod catalog;
 pub(crate) mod checkpoint;
+pub(crate) mod deaths;
+mod pins;
+
+pub use pins::SnapshotPin;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap};
@@ -23,7 +27,7 @@ use crate::index::hnsw::Hnsw;
 use crate::ingest::queue::SpaceQueue;
 use crate::io::FileSystem;
 use crate::log::Log;
-use crate::record::{self, ObservationRecord};
+use crate::record::{self, ForgetRecord, ObservationRecord};
 use crate::types::{Filter, Lsn, Memory, SpaceInfo, SpaceStats};
 use attrs::Attrs;
 use roaring::RoaringTreemap;
@@ -117,6 +121,14 @@ pub(crate) struct Space {
     pub(crate) dropped: AtomicBool,
     /// Recalls in progress, engine-wide (index workers yield to them).
     pub(crate) recalls: Arc<RecallGate>,
+    /// Snapshots being read (a purge stays below them).
+    pins: pins::Pins,
+    /// One forget (or expiry sweep) at a time: each resolves its memories at the
+    /// latest snapshot, and the next must see the previous one's deaths.
+    pub(crate) forget_lock: Mutex<()>,
+    /// The last forget record applied: its LSN and how many memories it killed
+    /// (forgets are one at a time, so its writer finds its own count here).
+    last_forget: Mutex<Option<(Lsn, u64)>>,
 }
 
 impl Space {
@@ -152,6 +164,9 @@ impl Space {
             fs,
             dropped: AtomicBool::new(false),
             recalls,
+            pins: pins::Pins::default(),
+            forget_lock: Mutex::new(()),
+            last_forget: Mutex::new(None),
         }
     }
 
@@ -209,6 +224,60 @@ impl Space {
         }
     }
 
+    /// Takes in a committed (or recovered) forget record at `lsn`: its memories
+    /// die there. Returns how many were alive until then.
+    pub(crate) fn apply_forget(&self, lsn: Lsn, rec: &ForgetRecord) -> u64 {
+        let killed = {
+            let mut attrs = self.attrs.write();
+            attrs.push_control(lsn, rec.recorded_at_us);
+            rec.lsns
+                .iter()
+                .filter(|&l| l < lsn && attrs.kill(l, lsn))
+                .count() as u64
+        };
+        if !self.in_checkpoint(lsn) {
+            self.fresh.skip(lsn);
+            // Nothing to index: the graph's watermark may pass it at once.
+            self.refresh_indexed();
+        }
+        *self.last_forget.lock() = Some((lsn, killed));
+        killed
+    }
+
+    /// How many memories the forget record at `lsn` killed, if it was the last one.
+    pub(crate) fn forget_count(&self, lsn: Lsn) -> Option<u64> {
+        self.last_forget
+            .lock()
+            .filter(|(at, _)| *at == lsn)
+            .map(|(_, n)| n)
+    }
+
+    /// True if memory `lsn` is not seen at `snapshot`: lost to damage, dead at it
+    /// (forgotten, superseded) or expired by its commit time. For recalls' checks
+    /// of single candidates; `checks` says whether any can be hidden at all.
+    pub(crate) fn hidden(&self, lsn: Lsn, snapshot: Lsn, checks: HiddenChecks) -> bool {
+        (checks.lost && self.is_lost(lsn))
+            || (checks.dead && self.attrs.read().hidden(lsn, snapshot))
+    }
+
+    /// True if `lsn` is a memory seen at `snapshot` (not a forget record, not lost,
+    /// not dead or expired at it).
+    pub(crate) fn seen(&self, lsn: Lsn, snapshot: Lsn) -> bool {
+        if lsn == 0 || lsn > snapshot || self.is_lost(lsn) {
+            return false;
+        }
+        let attrs = self.attrs.read();
+        !attrs.is_control(lsn) && !attrs.hidden(lsn, snapshot)
+    }
+
+    /// Which of [`Space::hidden`]'s checks can find anything now.
+    pub(crate) fn hidden_checks(&self) -> HiddenChecks {
+        HiddenChecks {
+            lost: self.any_lost(),
+            dead: self.attrs.read().any_hidden(),
+        }
+    }
+
     /// Reads only the embedding of record `lsn` (for an exact re-score).
     pub(crate) fn read_embedding(&self, log: &dyn Log, lsn: Lsn) -> Result<Vec<f32>> {
         let body = self.read_body(log, lsn)?;
@@ -218,13 +287,17 @@ impl Space {
     /// The body of record `lsn`; a lost-record placeholder is [`Error::RecordLost`].
     fn read_body(&self, log: &dyn Log, lsn: Lsn) -> Result<Vec<u8>> {
         let body = log.read(self.info.no, lsn)?;
-        if record::is_lost(&body) {
-            return Err(Error::RecordLost {
+        match record::kind(&body) {
+            record::Kind::Lost => Err(Error::RecordLost {
                 space: self.info.name.clone(),
                 lsn,
-            });
+            }),
+            record::Kind::Forget => Err(Error::invalid(format!(
+                "LSN {lsn} of space '{}' is a forget record, not a memory",
+                self.info.name
+            ))),
+            _ => Ok(body),
         }
-        Ok(body)
     }
 
     fn undecodable(&self, lsn: Lsn, e: &record::DecodeError) -> Error {
@@ -242,11 +315,10 @@ impl Space {
         self.attrs.read().select(filter, snapshot, &lost)
     }
 
-    /// When the snapshot `lsn` committed: the server time its last record was
-    /// recorded at (µs), if there is one.
+    /// When the snapshot `lsn` committed: the latest server time a record up to
+    /// it was recorded at (µs), if there is one.
     pub(crate) fn commit_time(&self, lsn: Lsn) -> Option<i64> {
-        let attrs = self.attrs.read();
-        (1..=lsn).rev().take(64).find_map(|l| attrs.recorded_at(l))
+        self.attrs.read().commit_time(lsn)
     }
 
     /// True if any record of this space was lost to log damage.
@@ -304,13 +376,26 @@ impl Space {
     }
 
     pub(crate) fn stats(&self) -> SpaceStats {
+        // One read guard: a second taken while a writer waits would deadlock.
+        let (attrs_bytes, unpurged, oldest_snapshot_lsn) = {
+            let attrs = self.attrs.read();
+            (
+                attrs.memory_bytes() as u64,
+                attrs.deaths.unpurged_count() as u64,
+                attrs.deaths.purged_upto(),
+            )
+        };
         SpaceStats {
             committed_lsn: self.committed.get(),
             indexed_lsn: self.fresh.indexed_watermark(),
             indexed_count: self.hnsw.len() as u64,
             fresh_count: self.fresh.len() as u64,
             checkpoint_lsn: self.checkpoint_lsn.load(Ordering::Acquire),
-            attrs_bytes: self.attrs.read().memory_bytes() as u64,
+            attrs_bytes,
+            live_bytes: 0,
+            dead_bytes: 0,
+            unpurged,
+            oldest_snapshot_lsn,
         }
     }
 
@@ -331,6 +416,8 @@ impl Space {
             session_id: rec.session_id,
             session_seq: rec.session_seq,
             embedding: rec.embedding,
+            expires_at_us: rec.expires_at_us,
+            supersedes: rec.supersedes.map(|s| s.id),
         })
     }
 
@@ -340,6 +427,20 @@ impl Space {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Which per-candidate checks a recall needs (see [`Space::hidden`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HiddenChecks {
+    lost: bool,
+    dead: bool,
+}
+
+impl HiddenChecks {
+    /// True if no check is needed.
+    pub(crate) fn none(self) -> bool {
+        !self.lost && !self.dead
     }
 }
 

@@ -18,7 +18,7 @@ pub use filter::{
 pub use lane::Lane;
 pub use limits::*;
 pub use names::validate_space_name;
-pub use space::{IndexParams, Metric, Precision, SpaceConfig, SpaceInfo, SpaceStats};
+pub use space::{IndexParams, MAX_TTL_MS, Metric, Precision, SpaceConfig, SpaceInfo, SpaceStats};
 pub use time::now_us;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,12 @@ pub struct Observation {
     pub session_id: String,
     /// Its sequence number within the session (0 for none).
     pub session_seq: u64,
+    /// A memory this one corrects: that memory is forgotten at this one's LSN
+    /// (atomically: no snapshot holds both, or neither). It must be live.
+    pub supersedes: Option<Uuid>,
+    /// When it stops being recalled (µs since epoch, in the future); the space's
+    /// default time-to-live from now when absent (none: never).
+    pub expires_at_us: Option<i64>,
 }
 
 /// A stored observation, as recall returns it.
@@ -80,4 +86,8 @@ pub struct Memory {
     pub session_seq: u64,
     /// The exact embedding as stored.
     pub embedding: Vec<f32>,
+    /// When it stops being recalled (µs since epoch), if ever.
+    pub expires_at_us: Option<i64>,
+    /// The id of the memory it corrected, if any.
+    pub supersedes: Option<Uuid>,
 }

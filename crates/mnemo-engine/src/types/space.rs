@@ -69,7 +69,14 @@ pub struct SpaceConfig {
     /// HNSW parameters.
     #[serde(default)]
     pub index: IndexParams,
+    /// Time-to-live of an observation that gives no `expires_at`, in milliseconds
+    /// (none: such observations never expire). At most [`MAX_TTL_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl_ms: Option<u64>,
 }
+
+/// Longest default time-to-live a space may have: 100 years.
+pub const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 impl SpaceConfig {
     /// A cosine space of `dim` dimensions with default index parameters.
@@ -78,6 +85,7 @@ impl SpaceConfig {
             dim,
             metric: Metric::Cosine,
             index: IndexParams::default(),
+            default_ttl_ms: None,
         }
     }
 
@@ -87,6 +95,13 @@ impl SpaceConfig {
             return Err(Error::invalid(format!(
                 "dim must be in 1..={MAX_DIM}, got {}",
                 self.dim
+            )));
+        }
+        if let Some(ttl) = self.default_ttl_ms
+            && !(1..=MAX_TTL_MS).contains(&ttl)
+        {
+            return Err(Error::invalid(format!(
+                "default_ttl_ms must be in 1..={MAX_TTL_MS}, got {ttl}"
             )));
         }
         let p = &self.index;
@@ -148,4 +163,13 @@ pub struct SpaceStats {
     /// Bytes held by the posting lists, attribute columns and id map (filters,
     /// get by id).
     pub attrs_bytes: u64,
+    /// Bytes of the log's records of this space that are still needed.
+    pub live_bytes: u64,
+    /// Bytes of the log's records of this space that compaction will remove
+    /// (forgotten, superseded and expired memories, forget records).
+    pub dead_bytes: u64,
+    /// Forgotten, superseded or expired memories not yet purged from the graph.
+    pub unpurged: u64,
+    /// The oldest snapshot a recall may still read.
+    pub oldest_snapshot_lsn: Lsn,
 }

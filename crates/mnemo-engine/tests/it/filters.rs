@@ -333,7 +333,8 @@ fn get_by_id_and_ids_are_unique_per_space() {
     assert!(matches!(t2, Err(Error::MemoryExists { .. })), "{t2:?}");
     let second = t1.wait().unwrap();
     let unknown = uuid::Uuid::now_v7();
-    let (snap, found, missing) = e.get_memories("s", &[other, unknown, id], None).unwrap();
+    let got = e.get_memories("s", &[other, unknown, id], None).unwrap();
+    let (snap, found, missing) = (got.snapshot, got.found, got.missing);
     assert_eq!(snap, 2);
     assert_eq!(
         found.iter().map(|m| (m.id, m.lsn)).collect::<Vec<_>>(),
@@ -342,7 +343,8 @@ fn get_by_id_and_ids_are_unique_per_space() {
     assert_eq!(found[1].content, "first");
     assert_eq!(missing, vec![unknown]);
     // As of snapshot 1, the second memory did not exist yet.
-    let (_, found, missing) = e.get_memories("s", &[other, id], Some(1)).unwrap();
+    let got = e.get_memories("s", &[other, id], Some(1)).unwrap();
+    let (found, missing) = (got.found, got.missing);
     assert_eq!(found.len(), 1);
     assert_eq!(missing, vec![other]);
     assert!(e.get_memories("s", &[id], Some(9)).is_err());
@@ -355,7 +357,7 @@ fn get_by_id_and_ids_are_unique_per_space() {
         Err(Error::MemoryExists { .. })
     ));
     assert_eq!(
-        e.get_memories("s", &[id], None).unwrap().1[0].content,
+        e.get_memories("s", &[id], None).unwrap().found[0].content,
         "first"
     );
     e.close().unwrap();

@@ -11,6 +11,7 @@ mod common;
 mod crash;
 mod engine_basics;
 mod filters;
+mod forget;
 mod full_disk;
 mod glove;
 mod log_damage;

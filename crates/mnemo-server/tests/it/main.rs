@@ -12,6 +12,7 @@ mod admin;
 mod auth;
 mod client_session;
 mod filters;
+mod forget;
 mod hostile;
 mod interop;
 mod memory_stream;

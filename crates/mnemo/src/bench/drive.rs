@@ -47,6 +47,7 @@ pub(super) async fn drive(
             m: args.index.m,
             ef_construction: args.index.ef_construction,
             ef_search: args.index.ef_search,
+            ..Default::default()
         })
         .await
         .with_context(|| format!("creating space '{space}'"))?

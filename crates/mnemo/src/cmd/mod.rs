@@ -1,6 +1,7 @@
 //! The client commands (against a running server) and helpers.
 
 pub(crate) mod conn;
+pub(crate) mod forget;
 #[cfg(feature = "server")]
 pub(crate) mod key;
 pub(crate) mod observe;

@@ -6,8 +6,9 @@
 //! the server already has.
 //!
 //! Line format: `{"content": "…", "embedding": [..], "tags": {"k": "v"},
-//! "confidence": 0.9, "occurred_at_us": 1700000000000000, "id": "<uuid>"}`
-//! (only `embedding` is required).
+//! "confidence": 0.9, "occurred_at_us": 1700000000000000, "id": "<uuid>",
+//! "supersedes": "<uuid>", "expires_at": "2027-01-01T00:00:00Z"}` (only
+//! `embedding` is required; `expires_at` is RFC 3339 or µs since the epoch).
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -53,6 +54,25 @@ struct Line {
     occurred_at_us: Option<i64>,
     #[serde(default)]
     tags: HashMap<String, String>,
+    #[serde(default)]
+    supersedes: String,
+    #[serde(default, alias = "expires_at_us")]
+    expires_at: Option<serde_json::Value>,
+}
+
+/// An `expires_at` field: µs since the epoch, or an RFC 3339 time.
+fn expires_us(v: &serde_json::Value) -> Result<i64, String> {
+    if let Some(us) = v.as_i64() {
+        return Ok(us);
+    }
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("expires_at must be µs or an RFC 3339 time, got {v}"))?;
+    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("expires_at {s:?}: {e}"))?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("expires_at {s:?} is before 1970"))?;
+    i64::try_from(d.as_micros()).map_err(|_| format!("expires_at {s:?} is too far away"))
 }
 
 /// The file, read lazily: the N-th non-blank line is sequence N.
@@ -71,6 +91,12 @@ impl Feed for Lines {
             }
             let l: Line = serde_json::from_str(&line)
                 .map_err(|e| bad(format!("observation {seq} is not valid JSON: {e}")))?;
+            let expires_at_us = l
+                .expires_at
+                .as_ref()
+                .map(expires_us)
+                .transpose()
+                .map_err(|e| bad(format!("observation {seq}: {e}")))?;
             return Ok(Some(pb::Observation {
                 id: l.id,
                 content: l.content,
@@ -78,6 +104,8 @@ impl Feed for Lines {
                 confidence: l.confidence,
                 occurred_at_us: l.occurred_at_us,
                 tags: l.tags,
+                supersedes: l.supersedes,
+                expires_at_us,
                 ..Default::default()
             }));
         }

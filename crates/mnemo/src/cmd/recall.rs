@@ -217,6 +217,8 @@ fn json_line(m: &pb::Memory, snapshot: u64) -> serde_json::Value {
         "id": m.id, "lsn": m.lsn, "score": m.score, "confidence": m.confidence,
         "content": m.content, "tags": m.tags, "occurred_at_us": m.occurred_at_us,
         "session_id": m.session_id, "session_sequence": m.session_sequence,
+        "expires_at_us": m.expires_at_us,
+        "supersedes": (!m.supersedes.is_empty()).then_some(&m.supersedes),
         "snapshot_lsn": snapshot,
     })
 }
@@ -232,6 +234,13 @@ pub(crate) async fn get(args: GetArgs) -> anyhow::Result<()> {
         for id in &r.missing {
             writeln!(out, "{}", serde_json::json!({"id": id, "missing": true}))?;
         }
+        for s in &r.superseded {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"id": s.id, "superseded_by": s.superseded_by})
+            )?;
+        }
         return Ok(());
     }
     writeln!(out, "snapshot LSN {}", r.snapshot_lsn)?;
@@ -241,6 +250,9 @@ pub(crate) async fn get(args: GetArgs) -> anyhow::Result<()> {
     }
     for id in &r.missing {
         writeln!(out, "{id}  missing")?;
+    }
+    for s in &r.superseded {
+        writeln!(out, "{}  superseded by {}", s.id, s.superseded_by)?;
     }
     Ok(())
 }

@@ -33,6 +33,10 @@ pub(crate) enum SpaceCommand {
         /// f16 | f32 | i8 (i8 only with cosine)
         #[arg(long, default_value = "f16")]
         precision: String,
+        /// Time-to-live of observations that give no expires_at, e.g. `30days`,
+        /// `12h` (default: they never expire).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
         #[command(flatten)]
         index: IndexFlags,
     },
@@ -81,8 +85,16 @@ fn precision_name(p: i32) -> &'static str {
 }
 
 fn print_space(i: &pb::SpaceInfo) {
+    let ttl = if i.default_ttl_ms > 0 {
+        format!(
+            " ttl={}",
+            humantime::format_duration(std::time::Duration::from_millis(i.default_ttl_ms))
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{:<24} dim {:<5} {:<7} {:<4} M={} ef_construction={} ef_search={}",
+        "{:<24} dim {:<5} {:<7} {:<4} M={} ef_construction={} ef_search={}{ttl}",
         i.name,
         i.dim,
         metric_name(i.metric),
@@ -101,6 +113,7 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
             dim,
             metric,
             precision,
+            ttl,
             index,
         } => {
             let metric = parse_metric(&metric)?;
@@ -114,6 +127,7 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
                     m: index.m,
                     ef_construction: index.ef_construction,
                     ef_search: index.ef_search,
+                    default_ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
                 })
                 .await?;
             print!("created ");
@@ -137,6 +151,13 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
                     s.indexed_count,
                     s.fresh_count,
                     s.checkpoint_lsn
+                );
+                println!(
+                    "log: live {} MiB  dead {} MiB (compaction removes it)  unpurged {}  oldest snapshot {}",
+                    s.live_bytes >> 20,
+                    s.dead_bytes >> 20,
+                    s.unpurged,
+                    s.oldest_snapshot_lsn
                 );
             }
         }

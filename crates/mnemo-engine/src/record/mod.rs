@@ -1,20 +1,28 @@
-//! The observation record: validation of client input and its byte encoding
-//! inside a log frame's body. Layout (little-endian), documented in docs/log-format.md:
+//! The records a log frame's body holds: observations (validation of client input
+//! and their byte encoding), forget records (`forget.rs`) and lost-record
+//! placeholders. Observation layout (little-endian), documented in docs/log-format.md:
 //!
 //! ```text
-//! u8  kind (1 = observation v1)
+//! u8  kind (1 = observation v1, 3 = observation v2)
 //! [16] memory id (UUID)       i64 occurred_at_us   i64 recorded_at_us
 //! f32 confidence               u64 session_seq
 //! u16 session_len, bytes       u32 dim, dim × f32
 //! u32 content_len, bytes       u16 tag_count, tag_count × (u16 klen, key, u16 vlen, value)
+//! v2 only: i64 expires_at_us (0 = never)   u8 supersedes (0/1), then [16] id, u64 lsn
 //! ```
+//!
+//! An observation with neither an expiry nor a memory it supersedes is written as v1.
+
+mod forget;
+
+pub(crate) use forget::{ForgetReason, ForgetRecord};
 
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    MAX_CONTENT_BYTES, MAX_SESSION_ID_BYTES, MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES,
+    Lsn, MAX_CONTENT_BYTES, MAX_SESSION_ID_BYTES, MAX_TAG_KEY_BYTES, MAX_TAGS, MAX_TAGS_BYTES,
     Observation, now_us,
 };
 
@@ -22,15 +30,44 @@ const KIND_OBSERVATION_V1: u8 = 1;
 /// A placeholder for a record lost to damage: `mnemo repair` writes one per lost
 /// LSN so that each space's LSNs stay dense. It has no content.
 const KIND_LOST: u8 = 2;
+/// An observation with an expiry or a memory it supersedes.
+const KIND_OBSERVATION_V2: u8 = 3;
+/// A forget record (`forget.rs`).
+pub(crate) const KIND_FORGET: u8 = 4;
+
+/// What a record body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Observation,
+    Lost,
+    Forget,
+    Unknown(u8),
+}
+
+/// The kind of record `body` holds (from its first byte).
+pub(crate) fn kind(body: &[u8]) -> Kind {
+    match body.first() {
+        Some(&(KIND_OBSERVATION_V1 | KIND_OBSERVATION_V2)) => Kind::Observation,
+        Some(&KIND_LOST) if body.len() == 1 => Kind::Lost,
+        Some(&KIND_FORGET) => Kind::Forget,
+        Some(&k) => Kind::Unknown(k),
+        None => Kind::Unknown(0),
+    }
+}
+
+/// The memory an observation corrects: it is forgotten at the observation's LSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supersedes {
+    /// Its id.
+    pub id: Uuid,
+    /// Its LSN; 0 if it was still in flight when this observation was admitted
+    /// (it commits first, and is found by its id when this one commits).
+    pub lsn: Lsn,
+}
 
 /// The body of a lost-record placeholder.
 pub(crate) fn lost_body() -> Vec<u8> {
     vec![KIND_LOST]
-}
-
-/// True if `body` is a lost-record placeholder.
-pub(crate) fn is_lost(body: &[u8]) -> bool {
-    body == [KIND_LOST]
 }
 
 /// A validated observation with every default filled in: exactly what the log stores.
@@ -54,6 +91,10 @@ pub struct ObservationRecord {
     pub content: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// When it stops being recalled (µs since epoch), if ever.
+    pub expires_at_us: Option<i64>,
+    /// The memory it corrects, if any.
+    pub supersedes: Option<Supersedes>,
 }
 
 impl ObservationRecord {
@@ -91,6 +132,13 @@ impl ObservationRecord {
         }
         validate_tags(&obs.tags)?;
         let recorded_at_us = now_us();
+        if let Some(at) = obs.expires_at_us
+            && at <= recorded_at_us
+        {
+            return Err(Error::invalid(format!(
+                "expires_at ({at} µs) is not in the future (now: {recorded_at_us} µs)"
+            )));
+        }
         Ok(ObservationRecord {
             id: obs.id.unwrap_or_else(Uuid::now_v7),
             occurred_at_us: obs.occurred_at_us.unwrap_or(recorded_at_us),
@@ -101,7 +149,15 @@ impl ObservationRecord {
             embedding: obs.embedding,
             content: obs.content,
             tags: obs.tags,
+            expires_at_us: obs.expires_at_us,
+            // The LSN is resolved at admission (`Inner::submit`).
+            supersedes: obs.supersedes.map(|id| Supersedes { id, lsn: 0 }),
         })
+    }
+
+    /// True if it is written as v2 (it has an expiry or supersedes a memory).
+    fn is_v2(&self) -> bool {
+        self.expires_at_us.is_some() || self.supersedes.is_some()
     }
 
     /// Size of the encoded body in bytes.
@@ -123,13 +179,22 @@ impl ObservationRecord {
                 .iter()
                 .map(|(k, v)| 4 + k.len() + v.len())
                 .sum::<usize>()
+            + if self.is_v2() {
+                8 + 1 + if self.supersedes.is_some() { 24 } else { 0 }
+            } else {
+                0
+            }
     }
 
     /// Appends the encoded body to `out`. Lengths fit their fields because
     /// [`ObservationRecord::from_observation`] bounded them.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
-        out.push(KIND_OBSERVATION_V1);
+        out.push(if self.is_v2() {
+            KIND_OBSERVATION_V2
+        } else {
+            KIND_OBSERVATION_V1
+        });
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&self.occurred_at_us.to_le_bytes());
         out.extend_from_slice(&self.recorded_at_us.to_le_bytes());
@@ -146,6 +211,17 @@ impl ObservationRecord {
         for (k, v) in &self.tags {
             put_str16(out, k);
             put_str16(out, v);
+        }
+        if self.is_v2() {
+            out.extend_from_slice(&self.expires_at_us.unwrap_or(0).to_le_bytes());
+            match self.supersedes {
+                Some(s) => {
+                    out.push(1);
+                    out.extend_from_slice(s.id.as_bytes());
+                    out.extend_from_slice(&s.lsn.to_le_bytes());
+                }
+                None => out.push(0),
+            }
         }
     }
 
@@ -185,6 +261,7 @@ impl ObservationRecord {
             let v = r.str16("tag value")?;
             tags.insert(k.to_owned(), v.to_owned());
         }
+        let (expires_at_us, supersedes) = r.extension(head.v2)?;
         r.finish()?;
         Ok(ObservationRecord {
             id: head.id,
@@ -196,6 +273,8 @@ impl ObservationRecord {
             embedding,
             content,
             tags,
+            expires_at_us,
+            supersedes,
         })
     }
 }
@@ -247,6 +326,8 @@ pub(crate) struct ObservationAttrs<'a> {
     pub(crate) session_id: &'a str,
     pub(crate) session_seq: u64,
     pub(crate) tags: Vec<(&'a str, &'a str)>,
+    pub(crate) expires_at_us: Option<i64>,
+    pub(crate) supersedes: Option<Supersedes>,
 }
 
 impl ObservationRecord {
@@ -264,6 +345,8 @@ impl ObservationRecord {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
+            expires_at_us: self.expires_at_us,
+            supersedes: self.supersedes,
         }
     }
 
@@ -279,6 +362,7 @@ impl ObservationRecord {
         for _ in 0..ntags {
             tags.push((r.str16("tag key")?, r.str16("tag value")?));
         }
+        let (expires_at_us, supersedes) = r.extension(head.v2)?;
         r.finish()?;
         Ok(ObservationAttrs {
             id: head.id,
@@ -288,6 +372,8 @@ impl ObservationRecord {
             session_id: head.session_id,
             session_seq: head.session_seq,
             tags,
+            expires_at_us,
+            supersedes,
         })
     }
 }
@@ -297,13 +383,13 @@ impl ObservationRecord {
 #[error("malformed record: {0}")]
 pub struct DecodeError(pub String);
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         match end {
             Some(end) => {
@@ -314,13 +400,13 @@ impl<'a> Reader<'a> {
             None => Err(DecodeError(format!("truncated at {what}"))),
         }
     }
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+    pub(super) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
         let s = self.bytes(N, what)?;
         let mut a = [0u8; N];
         a.copy_from_slice(s);
         Ok(a)
     }
-    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(what)?[0])
     }
     fn str16(&mut self, what: &str) -> Result<&'a str, DecodeError> {
@@ -329,17 +415,18 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(s).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
     }
 
-    fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
     /// The fields before the embedding.
     fn head(&mut self) -> Result<Head<'a>, DecodeError> {
         let kind = self.u8("kind")?;
-        if kind != KIND_OBSERVATION_V1 {
+        if kind != KIND_OBSERVATION_V1 && kind != KIND_OBSERVATION_V2 {
             return Err(DecodeError(format!("unknown record kind {kind}")));
         }
         Ok(Head {
+            v2: kind == KIND_OBSERVATION_V2,
             id: Uuid::from_bytes(self.array::<16>("id")?),
             occurred_at_us: i64::from_le_bytes(self.array("occurred_at")?),
             recorded_at_us: i64::from_le_bytes(self.array("recorded_at")?),
@@ -364,8 +451,25 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError("content is not UTF-8".into()))
     }
 
+    /// The v2 fields after the tags: expiry and the memory superseded.
+    fn extension(&mut self, v2: bool) -> Result<(Option<i64>, Option<Supersedes>), DecodeError> {
+        if !v2 {
+            return Ok((None, None));
+        }
+        let expires = i64::from_le_bytes(self.array("expires_at")?);
+        let supersedes = match self.u8("supersedes")? {
+            0 => None,
+            1 => Some(Supersedes {
+                id: Uuid::from_bytes(self.array::<16>("supersedes id")?),
+                lsn: u64::from_le_bytes(self.array("supersedes lsn")?),
+            }),
+            f => return Err(DecodeError(format!("supersedes flag {f}"))),
+        };
+        Ok(((expires != 0).then_some(expires), supersedes))
+    }
+
     /// Nothing may follow the last field.
-    fn finish(&self) -> Result<(), DecodeError> {
+    pub(super) fn finish(&self) -> Result<(), DecodeError> {
         if self.pos == self.buf.len() {
             Ok(())
         } else {
@@ -379,6 +483,7 @@ impl<'a> Reader<'a> {
 
 /// The fields of a record before its embedding.
 struct Head<'a> {
+    v2: bool,
     id: Uuid,
     occurred_at_us: i64,
     recorded_at_us: i64,
@@ -486,15 +591,27 @@ mod tests {
             seq in any::<u64>(),
             conf in 0.0f32..=1.0,
             tags in prop::collection::btree_map("[a-z]{1,8}", ".{0,16}", 0..5),
+            expires_in in prop::option::of(1i64..1_000_000_000),
+            supersedes in prop::option::of((any::<u128>(), 1u64..u64::MAX)),
         ) {
             let dim = emb.len() as u32;
             let o = Observation { content, embedding: emb, confidence: Some(conf), tags,
-                session_id: session, session_seq: seq, ..Default::default() };
-            let r = ObservationRecord::from_observation(o, dim).unwrap();
+                session_id: session, session_seq: seq,
+                expires_at_us: expires_in.map(|d| now_us() + 10_000_000 + d),
+                supersedes: supersedes.map(|(id, _)| Uuid::from_u128(id)),
+                ..Default::default() };
+            let mut r = ObservationRecord::from_observation(o, dim).unwrap();
+            if let (Some(s), Some((_, lsn))) = (r.supersedes.as_mut(), supersedes) {
+                s.lsn = lsn;
+            }
             let bytes = r.encode();
             prop_assert_eq!(bytes.len(), r.encoded_len());
             prop_assert_eq!(ObservationRecord::decode_session(&bytes).unwrap(), (r.session_id.as_str(), r.session_seq));
-            prop_assert_eq!(ObservationRecord::decode(&bytes).unwrap(), r);
+            prop_assert_eq!(ObservationRecord::decode(&bytes).unwrap(), r.clone());
+            let attrs = ObservationRecord::decode_attrs(&bytes).unwrap();
+            prop_assert_eq!(attrs.expires_at_us, r.expires_at_us);
+            prop_assert_eq!(attrs.supersedes, r.supersedes);
+            prop_assert_eq!(ObservationRecord::decode_embedding(&bytes).unwrap(), r.embedding);
         }
 
         #[test]
