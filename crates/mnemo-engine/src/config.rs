@@ -52,12 +52,30 @@ pub struct RetentionConfig {
     /// graph, in milliseconds: an expired memory is forgotten (with a record) within
     /// about this long after its expiry. Default 1,000; 10..=3,600,000.
     pub maintenance_interval_ms: u64,
+    /// The erasure bound: a forgotten, superseded or expired memory's content and
+    /// embedding are in no file of the data directory this long after it was
+    /// forgotten (every half of it, spaces are checkpointed and the log segments
+    /// holding one are rewritten). Default 3,600 (an hour); at least 60.
+    pub erase_within_s: u64,
+    /// How often sealed segments are checked for space to give back, in seconds.
+    /// Default 60.
+    pub compact_interval_s: u64,
+    /// A sealed log segment is rewritten (to give disk space back) once at least
+    /// this fraction of its bytes are records nothing needs. Default 0.5; 0.05..=1.
+    pub compact_dead_fraction: f64,
+    /// Bytes per second compaction may copy (its I/O budget; 0: unpaced).
+    /// Default 64 MiB.
+    pub compaction_bytes_per_s: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             maintenance_interval_ms: 1000,
+            erase_within_s: 3600,
+            compact_interval_s: 60,
+            compact_dead_fraction: 0.5,
+            compaction_bytes_per_s: 64 << 20,
         }
     }
 }
@@ -68,6 +86,21 @@ impl RetentionConfig {
         if !(10..=3_600_000).contains(&self.maintenance_interval_ms) {
             return Err(Error::invalid(
                 "retention.maintenance_interval_ms must be in 10..=3600000",
+            ));
+        }
+        if self.erase_within_s < 60 {
+            return Err(Error::invalid(
+                "retention.erase_within_s must be at least 60",
+            ));
+        }
+        if self.compact_interval_s == 0 {
+            return Err(Error::invalid(
+                "retention.compact_interval_s must be at least 1",
+            ));
+        }
+        if !(0.05..=1.0).contains(&self.compact_dead_fraction) {
+            return Err(Error::invalid(
+                "retention.compact_dead_fraction must be in 0.05..=1",
             ));
         }
         Ok(())

@@ -25,6 +25,7 @@
 //!
 //! Non-goals here: networking, authentication.
 
+mod codec;
 mod config;
 mod engine;
 mod error;
@@ -67,6 +68,9 @@ pub use types::{
 pub mod internals {
     pub use crate::ingest::queue::{Item, SpaceQueue};
     pub use crate::log::frame::{Frame, FrameError, decode_frame, encode_frame};
-    pub use crate::log::{AppendTicket, CommitSink, Committed, FileLog, Log};
+    pub use crate::log::{
+        AppendTicket, CommitSink, Committed, FileLog, Log, Removable, ResumeAt, SegmentCompaction,
+        SegmentUsage,
+    };
     pub use crate::record::{DecodeError, ObservationRecord};
 }

@@ -13,22 +13,6 @@ use crate::record::{ForgetReason, ForgetRecord};
 use crate::space::Space;
 use crate::types::{Filter, Lsn, now_us};
 
-/// What a compaction did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[must_use]
-pub struct Compacted {
-    /// Memories taken out of the graph and the attributes.
-    pub purged: u64,
-    /// Log segments rewritten or deleted.
-    pub segments_compacted: u64,
-    /// The log's bytes before and after.
-    pub log_bytes_before: u64,
-    /// See `log_bytes_before`.
-    pub log_bytes_after: u64,
-    /// The checkpoint the compaction relied on.
-    pub checkpoint_lsn: Lsn,
-}
-
 /// Most ids one [`Engine::forget`] may name.
 pub const MAX_FORGET_IDS: usize = 10_000;
 
@@ -95,38 +79,6 @@ impl Engine {
         Ok(Forgotten { count, lsn })
     }
 
-    /// Purges and compacts `space` now: sweeps its expired memories, waits (up to a
-    /// minute) until everything committed is indexed, purges what no snapshot being
-    /// read can see, checkpoints, and rewrites the log segments holding its dead
-    /// records. Afterwards the purged memories' contents and embeddings are in no
-    /// file of the data directory (docs/reliability.md, "Forgetting").
-    pub fn compact(&self, space: &str) -> Result<Compacted> {
-        self.check_running()?;
-        let space = self.inner.registry.by_name(space)?;
-        sweep_expired(&self.inner, &space)?;
-        let committed = space.committed.get();
-        if let Err(seen) = space
-            .indexed
-            .wait_for(committed, std::time::Duration::from_secs(60))
-        {
-            return Err(Error::Timeout {
-                wanted: committed,
-                committed: seen,
-                waited: std::time::Duration::from_secs(60),
-            });
-        }
-        let before = self.inner.log.stats().bytes_on_disk;
-        let purged = purge(&space)?;
-        let checkpoint_lsn = space.checkpoint()?;
-        Ok(Compacted {
-            purged,
-            segments_compacted: 0,
-            log_bytes_before: before,
-            log_bytes_after: self.inner.log.stats().bytes_on_disk,
-            checkpoint_lsn,
-        })
-    }
-
     /// Runs the expiry sweep and the purge of every space now (the maintenance
     /// thread does so every `maintenance_interval_ms`). Returns how many memories
     /// expired and how many were purged.
@@ -164,8 +116,10 @@ fn write_forget(
     Ok((space.forget_count(lsn).unwrap_or(matched), lsn))
 }
 
-/// The expiry sweep and the purge of every space.
+/// The expiry sweep and the purge of every space (and the indexes of segments
+/// sealed since the last time).
 pub(super) fn maintain_all(inner: &Inner) -> Result<(u64, u64)> {
+    inner.log.write_missing_indexes()?;
     let (mut expired, mut purged) = (0, 0);
     for space in inner.registry.list() {
         if space.check_live().is_err() {
@@ -178,7 +132,7 @@ pub(super) fn maintain_all(inner: &Inner) -> Result<(u64, u64)> {
 }
 
 /// Forgets the memories of `space` whose expiry has passed (one record for all).
-fn sweep_expired(inner: &Inner, space: &Space) -> Result<u64> {
+pub(super) fn sweep_expired(inner: &Inner, space: &Space) -> Result<u64> {
     let _one_at_a_time = space.forget_lock.lock();
     let due = space.attrs.read().due_expiries(now_us());
     if due.is_empty() {
@@ -200,6 +154,9 @@ fn sweep_expired(inner: &Inner, space: &Space) -> Result<u64> {
 /// [`Space::purge_horizon`]) and are indexed out of the graph, the posting lists
 /// and the id map. Returns how many.
 pub(super) fn purge(space: &Space) -> Result<u64> {
+    // Not while a checkpoint saves the graph and the state: both must agree on
+    // what is purged.
+    let _no_checkpoint = space.checkpoint_lock.lock();
     let Some(horizon) = space.purge_horizon() else {
         return Ok(0);
     };

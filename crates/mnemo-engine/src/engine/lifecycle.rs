@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Engine, Inner, forget, monitor, workers};
+use super::{Engine, Inner, compact, forget, monitor, workers};
 use crate::error::{Error, Result};
 use crate::log::Log;
 
@@ -28,6 +28,7 @@ impl Engine {
         spawn("mnemo-pressure".into(), monitor::run)?;
         spawn("mnemo-checkpoint".into(), checkpointer)?;
         spawn("mnemo-maintain".into(), maintainer)?;
+        spawn("mnemo-compact".into(), compact::compactor)?;
         Ok(())
     }
 
@@ -78,7 +79,8 @@ impl Engine {
         self.inner.log.shutdown();
         let mut first_err = None;
         for space in self.inner.registry.list() {
-            if let Err(e) = space.checkpoint() {
+            // Always at close: the next open then reads the state, not the log.
+            if let Err(e) = space.checkpoint(true) {
                 tracing::error!(space = space.info.name, error = %e, "checkpoint at close failed");
                 first_err.get_or_insert(e);
             }
@@ -111,7 +113,7 @@ fn checkpointer(inner: &Inner) {
             if inner.stopping.load(Ordering::Acquire) {
                 return;
             }
-            if let Err(e) = space.checkpoint() {
+            if let Err(e) = space.checkpoint(space.state_dirty()) {
                 tracing::warn!(space = space.info.name, error = %e, "periodic checkpoint failed");
             }
         }

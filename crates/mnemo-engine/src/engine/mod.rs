@@ -10,6 +10,7 @@
 //! Data directory layout: `LOCK`, `catalog.json`, `log/*.seg`, `spaces/<no>/`.
 
 mod admission;
+mod compact;
 mod forget;
 mod lifecycle;
 mod monitor;
@@ -21,7 +22,8 @@ mod spaces;
 mod workers;
 
 pub use admission::{ObserveTicket, Observed};
-pub use forget::{Compacted, Forgotten, MAX_FORGET_IDS};
+pub use compact::Compacted;
+pub use forget::{Forgotten, MAX_FORGET_IDS};
 
 /// Most ids one [`Engine::get_memories`] may ask for.
 pub const MAX_GET_IDS: usize = 1000;
@@ -483,7 +485,7 @@ impl Engine {
 
     /// Checkpoints one space now; returns the LSN the checkpoint covers.
     pub fn checkpoint(&self, space: &str) -> Result<Lsn> {
-        self.inner.registry.by_name(space)?.checkpoint()
+        self.inner.registry.by_name(space)?.checkpoint(true)
     }
 
     /// Log counters.

@@ -16,13 +16,13 @@ use crate::index::hnsw::Hnsw;
 use crate::ingest::pressure::PressureReport;
 use crate::ingest::queue::Item;
 use crate::io::{FileSystem, StdFs};
-use crate::log::{CommitSink, Committed, FileLog, Log};
+use crate::log::{CommitSink, Committed, FileLog, Log, ResumeAt};
 use crate::record::{self, ForgetRecord, ObservationRecord};
 use crate::space::catalog::Catalog;
 use crate::space::{Space, checkpoint};
 use crate::types::{Lane, Lsn, SpaceInfo, SpaceNo};
 
-pub(super) fn space_dir(data_dir: &Path, no: SpaceNo) -> PathBuf {
+pub(crate) fn space_dir(data_dir: &Path, no: SpaceNo) -> PathBuf {
     data_dir.join("spaces").join(no.0.to_string())
 }
 
@@ -53,20 +53,34 @@ impl Engine {
         let catalog = Catalog::load(fs.as_ref(), &data)?;
         let registry = Arc::new(Registry::new(&config));
         let mut checkpoints = HashMap::new();
+        let mut resume: HashMap<SpaceNo, ResumeAt> = HashMap::new();
         for info in &catalog.spaces {
             let dir = space_dir(&data, info.no);
             fs.create_dir_all(&dir).at(&dir)?;
-            let (hnsw, ckpt) = match checkpoint::load(fs.as_ref(), &dir, &info.config) {
-                Some(found) => found,
-                None => (Hnsw::new(&info.config, config.index_shards())?, 0),
+            let (hnsw, ckpt, state) = match checkpoint::load(fs.as_ref(), &dir, &info.config) {
+                Some(found) => (found.hnsw, found.lsn, found.state),
+                None => (Hnsw::new(&info.config, config.index_shards())?, 0, None),
             };
             checkpoints.insert(info.no, ckpt);
             let space = build_space(&fs, &config, &registry, info.clone(), hnsw, ckpt);
+            // With its state checkpointed, a space replays only the log after its
+            // graph's checkpoint; without, all of it (attributes and sessions).
+            let at = match state {
+                Some(state) => {
+                    let upto = state.applied();
+                    space.install_state(state);
+                    ResumeAt {
+                        replay_after: ckpt.min(upto),
+                        state_upto: upto,
+                    }
+                }
+                None => ResumeAt::default(),
+            };
+            resume.insert(info.no, at);
             registry.by_no.write().insert(info.no, Arc::new(space));
         }
         remove_dropped_space_dirs(fs.as_ref(), &data, &catalog)?;
 
-        let live: HashSet<SpaceNo> = catalog.spaces.iter().map(|s| s.no).collect();
         let started = Instant::now();
         let mut failure: Option<Error> = None;
         let mut replayed = 0u64;
@@ -89,11 +103,11 @@ impl Engine {
                 }
             };
             let sink: Arc<dyn CommitSink> = Arc::clone(&registry) as Arc<dyn CommitSink>;
-            FileLog::open_in(
+            FileLog::open_resuming(
                 Arc::clone(&fs),
                 &data.join("log"),
                 config.log.clone(),
-                &live,
+                &resume,
                 &mut recovered,
                 sink,
             )?
@@ -104,7 +118,20 @@ impl Engine {
         for space in registry.list() {
             let last = log.last_lsn(space.info.no).unwrap_or(0);
             let ckpt = checkpoints.get(&space.info.no).copied().unwrap_or(0);
-            let space = if ckpt > last {
+            let state_upto = resume.get(&space.info.no).map_or(0, |r| r.state_upto);
+            // A checkpoint whose records the log lost (a power loss under
+            // `durability = buffered`) cannot be used. With a state, the records
+            // after the log's end must all be ones compaction removed.
+            let behind = if state_upto > 0 {
+                !space.log_covers(log.highest_present(space.info.no), state_upto)
+            } else {
+                ckpt > last
+            };
+            if !behind && state_upto > last {
+                log.extend_to(space.info.no, state_upto);
+            }
+            let last = log.last_lsn(space.info.no).unwrap_or(0);
+            let space = if behind {
                 rebuild_without_checkpoint(&fs, &registry, &log, &space, &config, ckpt, last)?
             } else {
                 space
@@ -175,7 +202,16 @@ fn rebuild_without_checkpoint(
     let space = Arc::new(build_space(fs, config, registry, info.clone(), hnsw, 0));
     registry.by_no.write().insert(info.no, Arc::clone(&space));
     for lsn in 1..=last {
-        let body = log.read(info.no, lsn)?;
+        let body = match log.read(info.no, lsn) {
+            Ok(body) => body,
+            // Compacted away: a dead memory or a forget record (kept out of "all").
+            Err(Error::Forgotten { .. }) => {
+                space.attrs.write().push_control(lsn, i64::MIN);
+                space.fresh.skip(lsn);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let c = Committed {
             space: info.no,
             lsn,

@@ -48,5 +48,13 @@ pub fn repair_in(fs: Arc<dyn FileSystem>, data_dir: &Path) -> Result<RepairRepor
     let stamp = now_us().unsigned_abs();
     let report = repair_log(fs.as_ref(), &log_dir, &live, stamp)?;
     fs.sync_dir(&log_dir).at(&log_dir)?;
+    if !report.rewritten.is_empty() {
+        // The checkpointed states describe the log before the repair (records now
+        // lost among them): the next open rebuilds attributes and sessions from it.
+        for space in &catalog.spaces {
+            let dir = super::open::space_dir(data_dir, space.no);
+            crate::space::checkpoint::drop_state(fs.as_ref(), &dir)?;
+        }
+    }
     Ok(report)
 }

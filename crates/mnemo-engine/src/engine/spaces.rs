@@ -67,7 +67,13 @@ impl Engine {
     /// One space's description and counters.
     pub fn describe_space(&self, name: &str) -> Result<(SpaceInfo, SpaceStats)> {
         let space = self.inner.registry.by_name(name)?;
-        Ok((space.info.clone(), space.stats()))
+        let mut stats = space.stats();
+        let dead = space.attrs.read().dead_or_control();
+        (stats.live_bytes, stats.dead_bytes) = self
+            .inner
+            .log
+            .space_bytes(space.info.no, &|lsn| dead.contains(lsn));
+        Ok((space.info.clone(), stats))
     }
 
     /// Drops a space: it disappears at once; its checkpoint is deleted and its log

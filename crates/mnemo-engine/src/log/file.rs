@@ -13,7 +13,8 @@ use std::thread::JoinHandle;
 
 use super::config::LogConfig;
 use super::free_space::FreeSpace;
-use super::recovery::recover_segment;
+use super::recovery::{ResumeAt, recover_segment};
+use super::seg_index::{IndexEntry, write_index};
 use super::segment::{RecordPos, Segment, create_segment, list_segments};
 use super::writer::{AppendRequest, writer_loop};
 use super::{AppendTicket, CommitSink, Committed, Log, LogStats, frame};
@@ -36,6 +37,11 @@ pub(super) struct Shared {
     pub(super) group_commits: AtomicU64,
     pub(super) records_committed: AtomicU64,
     pub(super) free: FreeSpace,
+    /// At open: sealed segments read through their index, and segments scanned.
+    pub(super) opened_by_index: u64,
+    pub(super) opened_by_scan: u64,
+    /// One compaction at a time.
+    pub(super) compacting: Mutex<()>,
 }
 
 /// The local-disk [`Log`].
@@ -82,13 +88,40 @@ impl FileLog {
         recovered: &mut dyn FnMut(Committed<'_>),
         sink: Arc<dyn CommitSink>,
     ) -> Result<FileLog> {
+        let resume: HashMap<SpaceNo, ResumeAt> =
+            live.iter().map(|s| (*s, ResumeAt::default())).collect();
+        Self::open_resuming(fs, dir, config, &resume, recovered, sink)
+    }
+
+    /// [`FileLog::open_in`] for spaces with checkpoints: `resume` says for each
+    /// live space from which LSN its records are passed to `recovered`, and up to
+    /// which LSN records may have been compacted away. Sealed segments with a valid
+    /// index are not scanned.
+    pub fn open_resuming(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        config: LogConfig,
+        resume: &HashMap<SpaceNo, ResumeAt>,
+        recovered: &mut dyn FnMut(Committed<'_>),
+        sink: Arc<dyn CommitSink>,
+    ) -> Result<FileLog> {
         config.validate()?;
         fs.create_dir_all(dir).at(dir)?;
+        // A compaction's copy left by a crash before its rename: the original holds
+        // everything.
+        for name in fs.list_dir(dir).at(dir)? {
+            if name.ends_with(".seg.compact") {
+                let p = dir.join(&name);
+                tracing::info!(path = %p.display(), "removing an unfinished compaction");
+                fs.remove_file(&p).at(&p)?;
+            }
+        }
         let numbers = list_segments(fs.as_ref(), dir)?;
         let mut spaces: HashMap<SpaceNo, Vec<RecordPos>> =
-            live.iter().map(|s| (*s, Vec::new())).collect();
+            resume.keys().map(|s| (*s, Vec::new())).collect();
         let mut segments = BTreeMap::new();
         let mut scratch = Vec::new();
+        let (mut by_index, mut by_scan) = (0, 0);
         for (i, &no) in numbers.iter().enumerate() {
             let is_last = i + 1 == numbers.len();
             let seg = recover_segment(
@@ -98,10 +131,17 @@ impl FileLog {
                 is_last,
                 &mut scratch,
                 &mut spaces,
+                resume,
                 recovered,
             )?;
+            if seg.indexed && !seg.scanned {
+                by_index += 1;
+            } else {
+                by_scan += 1;
+            }
             segments.insert(no, seg);
         }
+
         if segments.is_empty() {
             segments.insert(0, create_segment(fs.as_ref(), dir, 0)?);
         }
@@ -119,6 +159,9 @@ impl FileLog {
             group_commits: AtomicU64::new(0),
             records_committed: AtomicU64::new(0),
             free: FreeSpace::new(),
+            opened_by_index: by_index,
+            opened_by_scan: by_scan,
+            compacting: Mutex::new(()),
         });
         shared.reclaim_segments()?;
         let (tx, rx) = mpsc::channel();
@@ -144,6 +187,134 @@ impl FileLog {
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
+
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Makes `space`'s LSNs go on after `lsn` (at open: its last records were
+    /// compacted away, and its checkpointed state holds them).
+    pub fn extend_to(&self, space: SpaceNo, lsn: Lsn) {
+        if let Some(positions) = self.shared.spaces.write().get_mut(&space)
+            && (positions.len() as Lsn) < lsn
+        {
+            positions.resize(lsn as usize, RecordPos::ABSENT);
+        }
+    }
+
+    /// Seals the active segment (if it holds any frame) and starts a new one, after
+    /// the appends queued before this call: the sealed one can then be compacted.
+    pub fn rotate(&self) -> Result<()> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        {
+            let tx = self.tx.read();
+            let tx = tx.as_ref().ok_or(Error::ShuttingDown)?;
+            tx.send(AppendRequest {
+                space: SpaceNo(0),
+                body: Vec::new(),
+                hint: 0,
+                done,
+                rotate: true,
+            })
+            .map_err(|_| Error::ShuttingDown)?;
+        }
+        rx.blocking_recv()
+            .unwrap_or(Err(Error::ShuttingDown))
+            .map(|_| ())
+    }
+
+    /// True if the active segment holds a frame of a live space that `pick` accepts.
+    pub fn active_holds(&self, pick: &dyn Fn(SpaceNo, Lsn) -> bool) -> bool {
+        let spaces = self.shared.spaces.read();
+        let Some(active) = self.shared.segments.read().keys().next_back().copied() else {
+            return false;
+        };
+        spaces.iter().any(|(&space, positions)| {
+            positions
+                .iter()
+                .enumerate()
+                .rev()
+                .take_while(|(_, p)| p.segment == active || p.is_absent())
+                .any(|(i, p)| p.segment == active && pick(space, i as Lsn + 1))
+        })
+    }
+
+    /// Writes the index of every sealed segment that has none yet (segments sealed
+    /// since open), so that the next open need not scan them. Returns how many.
+    pub fn write_missing_indexes(&self) -> Result<u64> {
+        let todo: Vec<(u32, u32, u64)> = {
+            let segments = self.shared.segments.read();
+            let active = segments.keys().next_back().copied();
+            segments
+                .iter()
+                .filter(|(no, seg)| Some(**no) != active && !seg.indexed)
+                .map(|(no, seg)| (*no, seg.generation, seg.len))
+                .collect()
+        };
+        for &(no, generation, len) in &todo {
+            let mut entries: Vec<IndexEntry> = {
+                let spaces = self.shared.spaces.read();
+                spaces
+                    .iter()
+                    .flat_map(|(space, positions)| {
+                        positions
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, p)| p.segment == no)
+                            .map(|(i, p)| IndexEntry {
+                                space: *space,
+                                lsn: i as Lsn + 1,
+                                offset: p.offset,
+                                len: p.len,
+                            })
+                    })
+                    .collect()
+            };
+            entries.sort_by_key(|e| e.offset);
+            write_index(
+                self.shared.fs.as_ref(),
+                &self.shared.dir,
+                no,
+                generation,
+                len,
+                &entries,
+            )?;
+            if let Some(seg) = self.shared.segments.write().get_mut(&no)
+                && seg.generation == generation
+            {
+                seg.indexed = true;
+            }
+        }
+        Ok(todo.len() as u64)
+    }
+
+    /// Bytes of `space`'s records in the log: those `removable` does not accept,
+    /// and those it does.
+    pub fn space_bytes(&self, space: SpaceNo, removable: &dyn Fn(Lsn) -> bool) -> (u64, u64) {
+        let spaces = self.shared.spaces.read();
+        let (mut live, mut dead) = (0, 0);
+        for (i, pos) in spaces.get(&space).into_iter().flatten().enumerate() {
+            if pos.is_absent() {
+                continue;
+            }
+            if removable(i as Lsn + 1) {
+                dead += u64::from(pos.len);
+            } else {
+                live += u64::from(pos.len);
+            }
+        }
+        (live, dead)
+    }
+
+    /// The highest LSN of `space` whose record is in the log (not compacted away).
+    pub fn highest_present(&self, space: SpaceNo) -> Lsn {
+        let spaces = self.shared.spaces.read();
+        spaces.get(&space).map_or(0, |p| {
+            p.iter()
+                .rposition(|pos| !pos.is_absent())
+                .map_or(0, |i| i as Lsn + 1)
+        })
+    }
 }
 
 impl Shared {
@@ -167,6 +338,7 @@ impl Shared {
         for no in dead {
             if let Some(seg) = segments.remove(&no) {
                 tracing::info!(path = %seg.path.display(), "reclaiming log segment");
+                super::seg_index::remove_index(self.fs.as_ref(), &self.dir, no);
                 self.fs.remove_file(&seg.path).at(&seg.path)?;
             }
         }
@@ -214,6 +386,7 @@ impl Log for FileLog {
             body,
             hint,
             done,
+            rotate: false,
         }) {
             self.shared.pending_appends.fetch_sub(1, Ordering::Relaxed);
             self.shared
@@ -226,17 +399,23 @@ impl Log for FileLog {
     }
 
     fn read(&self, space: SpaceNo, lsn: Lsn) -> Result<Vec<u8>> {
-        let pos = {
+        // The position and the file are taken under the same `spaces` lock: a
+        // compaction swaps both under it, so they always belong together.
+        let (pos, file, path) = {
             let spaces = self.shared.spaces.read();
             let positions = spaces
                 .get(&space)
                 .ok_or_else(|| Error::SpaceNotFound(format!("#{}", space.0)))?;
             let idx = lsn.checked_sub(1).and_then(|i| usize::try_from(i).ok());
-            *idx.and_then(|i| positions.get(i)).ok_or_else(|| {
+            let pos = *idx.and_then(|i| positions.get(i)).ok_or_else(|| {
                 Error::invalid(format!("LSN {lsn} is not committed in space #{}", space.0))
-            })?
-        };
-        let (file, path) = {
+            })?;
+            if pos.is_absent() {
+                return Err(Error::Forgotten {
+                    space: format!("#{}", space.0),
+                    lsn,
+                });
+            }
             let segments = self.shared.segments.read();
             let seg = segments
                 .get(&pos.segment)
@@ -245,7 +424,7 @@ impl Log for FileLog {
                     offset: u64::from(pos.offset),
                     detail: "segment of a live record is missing".into(),
                 })?;
-            (Arc::clone(&seg.file), seg.path.clone())
+            (pos, Arc::clone(&seg.file), seg.path.clone())
         };
         let mut buf = vec![0u8; pos.len as usize];
         file.read_exact_at(&mut buf, u64::from(pos.offset))
@@ -286,6 +465,8 @@ impl Log for FileLog {
             group_commits: s.group_commits.load(Ordering::Relaxed),
             records_committed: s.records_committed.load(Ordering::Relaxed),
             free_bytes: s.free.get(s.fs.as_ref(), &s.dir),
+            opened_by_index: s.opened_by_index,
+            opened_by_scan: s.opened_by_scan,
         }
     }
 

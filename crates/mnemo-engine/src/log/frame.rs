@@ -15,15 +15,26 @@ pub(crate) const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"MNEMOLOG";
 /// Format version written after the magic.
 pub(crate) const SEGMENT_VERSION: u32 = 1;
-/// Size of the segment header: magic, version, reserved.
+/// Size of the segment header: magic, version, generation.
 pub(crate) const SEGMENT_HEADER: usize = 16;
 
-/// Builds the segment header.
-pub(crate) fn segment_header() -> [u8; SEGMENT_HEADER] {
+/// Builds the segment header of a segment's `generation`-th version (0 when
+/// created; each compaction that rewrites it adds one).
+pub(crate) fn segment_header(generation: u32) -> [u8; SEGMENT_HEADER] {
     let mut h = [0u8; SEGMENT_HEADER];
     h[..8].copy_from_slice(SEGMENT_MAGIC);
     h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&generation.to_le_bytes());
     h
+}
+
+/// The generation of a valid segment header, `None` if `h` is not one.
+pub(crate) fn header_generation(h: &[u8]) -> Option<u32> {
+    let h = h.get(..SEGMENT_HEADER)?;
+    if h[..12] != segment_header(0)[..12] {
+        return None;
+    }
+    Some(u32::from_le_bytes([h[12], h[13], h[14], h[15]]))
 }
 
 /// Appends one frame to `out` and returns its total length.

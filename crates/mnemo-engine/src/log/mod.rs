@@ -9,6 +9,7 @@
 //! record is handed to the [`CommitSink`] (and so becomes visible) only after it is
 //! durable, and its append completes only after the sink has seen it.
 
+mod compact;
 mod config;
 mod file;
 pub(crate) mod frame;
@@ -16,11 +17,14 @@ mod free_space;
 mod recovery;
 mod repair;
 mod scan;
+mod seg_index;
 mod segment;
 mod writer;
 
+pub use compact::{Removable, SegmentCompaction, SegmentUsage};
 pub use config::LogConfig;
 pub use file::FileLog;
+pub use recovery::ResumeAt;
 pub(crate) use repair::repair_log;
 pub use repair::{LostRange, RepairReport, RepairedSegment};
 
@@ -84,6 +88,11 @@ pub struct LogStats {
     pub records_committed: u64,
     /// Free bytes on the log's volume when last sampled (`u64::MAX` if unknown).
     pub free_bytes: u64,
+    /// At open: sealed segments read through their index (not scanned), and
+    /// segments scanned whole.
+    pub opened_by_index: u64,
+    /// See `opened_by_index`.
+    pub opened_by_scan: u64,
 }
 
 /// The log abstraction the engine writes to.

@@ -101,7 +101,7 @@ pub(crate) fn repair_log(
             placeholders: 0,
             duplicates_dropped: 0,
         };
-        if !scan.read_header()? {
+        if scan.read_header()?.is_none() {
             fixed.damaged.push((0, frame::SEGMENT_HEADER as u64));
             damage_at.push((no, 0));
             scan.skip_header();
@@ -231,7 +231,7 @@ fn rewrite(
 
     let tmp = path.with_extension("repair");
     let out = fs.open(&tmp, OpenMode::CreateTruncate).at(&tmp)?;
-    out.write_all_at(&frame::segment_header(), 0).at(&tmp)?;
+    out.write_all_at(&frame::segment_header(0), 0).at(&tmp)?;
     let mut at = frame::SEGMENT_HEADER as u64;
     let mut placeholder = Vec::new();
     for piece in pieces {
@@ -249,6 +249,8 @@ fn rewrite(
         }
     }
     out.sync_all().at(&tmp)?;
+    // The segment's index (if any) described the damaged version.
+    super::seg_index::remove_index(fs, dir, no);
     fs.rename(&tmp, &path).at(&path)?;
     fs.sync_dir(dir).at(dir)?;
     Ok(copy)

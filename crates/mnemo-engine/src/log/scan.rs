@@ -84,14 +84,13 @@ impl<'a> SegmentScanner<'a> {
 
     /// Checks the segment header and moves past it; false if it is not a valid
     /// header (the scanner stays at offset 0).
-    pub(super) fn read_header(&mut self) -> Result<bool> {
+    pub(super) fn read_header(&mut self) -> Result<Option<u32>> {
         self.fill(frame::SEGMENT_HEADER)?;
-        let ok =
-            self.available().get(..frame::SEGMENT_HEADER) == Some(&frame::segment_header()[..]);
-        if ok {
+        let generation = frame::header_generation(self.available());
+        if generation.is_some() {
             self.start += frame::SEGMENT_HEADER;
         }
-        Ok(ok)
+        Ok(generation)
     }
 
     /// Moves past the header whatever it holds (a repair reads on past a damaged one).
@@ -246,7 +245,7 @@ mod tests {
     use crate::io::{FileSystem, OpenMode, SimFs};
 
     fn segment(frames: &[(u32, u64, Vec<u8>)]) -> Vec<u8> {
-        let mut buf = frame::segment_header().to_vec();
+        let mut buf = frame::segment_header(0).to_vec();
         for (space, lsn, body) in frames {
             frame::encode_frame(&mut buf, SpaceNo(*space), *lsn, body);
         }
@@ -265,7 +264,7 @@ mod tests {
         f.write_all_at(bytes, 0).unwrap();
         let mut buf = Vec::new();
         let mut s = SegmentScanner::new(f.as_ref(), p, &mut buf).unwrap();
-        assert!(s.read_header().unwrap());
+        assert_eq!(s.read_header().unwrap(), Some(0));
         let (mut frames, mut damage) = (Vec::new(), Vec::new());
         while let Some(item) = s.next().unwrap() {
             match item {

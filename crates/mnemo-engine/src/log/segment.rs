@@ -10,11 +10,24 @@ use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::types::SpaceNo;
 
 /// Where a committed frame lives.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RecordPos {
     pub(super) segment: u32,
     pub(super) offset: u32,
     pub(super) len: u32,
+}
+
+impl RecordPos {
+    /// An LSN whose record a compaction removed.
+    pub(super) const ABSENT: RecordPos = RecordPos {
+        segment: u32::MAX,
+        offset: 0,
+        len: 0,
+    };
+
+    pub(super) fn is_absent(&self) -> bool {
+        self.segment == u32::MAX
+    }
 }
 
 /// One open segment file.
@@ -24,6 +37,26 @@ pub(super) struct Segment {
     /// Spaces with at least one record in this segment.
     pub(super) spaces: HashSet<SpaceNo>,
     pub(super) len: u64,
+    /// Its version: 0 when created, one more per compaction that rewrote it.
+    pub(super) generation: u32,
+    /// True once its index file (`seg_index.rs`) matches it.
+    pub(super) indexed: bool,
+    /// True if it was scanned whole at open.
+    pub(super) scanned: bool,
+}
+
+impl Segment {
+    pub(super) fn new(path: PathBuf, file: Arc<dyn FileHandle>, len: u64, generation: u32) -> Self {
+        Segment {
+            path,
+            file,
+            spaces: HashSet::new(),
+            len,
+            generation,
+            indexed: false,
+            scanned: false,
+        }
+    }
 }
 
 pub(super) fn segment_path(dir: &Path, no: u32) -> PathBuf {
@@ -35,15 +68,10 @@ pub(super) fn segment_path(dir: &Path, no: u32) -> PathBuf {
 pub(super) fn create_segment(fs: &dyn FileSystem, dir: &Path, no: u32) -> Result<Segment> {
     let path = segment_path(dir, no);
     let file = fs.open(&path, OpenMode::CreateNew).at(&path)?;
-    file.write_all_at(&frame::segment_header(), 0).at(&path)?;
+    file.write_all_at(&frame::segment_header(0), 0).at(&path)?;
     file.sync_all().at(&path)?;
     fs.sync_dir(dir).at(dir)?;
-    Ok(Segment {
-        path,
-        file,
-        spaces: HashSet::new(),
-        len: frame::SEGMENT_HEADER as u64,
-    })
+    Ok(Segment::new(path, file, frame::SEGMENT_HEADER as u64, 0))
 }
 
 /// Numbers of the segment files in `dir`, in order.

@@ -20,6 +20,9 @@ pub(super) struct AppendRequest {
     pub(super) body: Vec<u8>,
     pub(super) hint: u8,
     pub(super) done: tokio::sync::oneshot::Sender<Result<Lsn>>,
+    /// Not an append: seal the active segment (if it holds any frame) after this
+    /// batch and start the next one (`FileLog::rotate`).
+    pub(super) rotate: bool,
 }
 
 /// The single writer: drains everything queued, writes it with one `write` and one
@@ -65,8 +68,9 @@ struct Placed {
 }
 
 fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
-    let n = batch.len() as u64;
+    let n = batch.iter().filter(|r| !r.rotate).count() as u64;
     let bytes: u64 = batch.iter().map(|r| r.body.len() as u64).sum();
+    let rotations: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].rotate).collect();
     let finish = |results: Vec<(AppendRequest, Result<Lsn>)>| {
         shared.pending_appends.fetch_sub(n, Ordering::Relaxed);
         shared.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -96,6 +100,9 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
         let spaces = shared.spaces.read();
         let mut assigned: HashMap<SpaceNo, u64> = HashMap::new();
         for (i, req) in batch.iter().enumerate() {
+            if req.rotate {
+                continue;
+            }
             let Some(positions) = spaces.get(&req.space) else {
                 rejected.push(i);
                 continue;
@@ -168,6 +175,20 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             for p in &placed {
                 results[p.request] = Some(Ok(p.lsn));
             }
+            if !rotations.is_empty() {
+                let rotated = seal_and_rotate(shared).map(|_| 0);
+                if let Err(e) = &rotated {
+                    shared.poison(e.to_string());
+                }
+                for &i in &rotations {
+                    results[i] = Some(
+                        rotated
+                            .as_ref()
+                            .map(|_| 0)
+                            .map_err(|e| Error::Poisoned(e.to_string())),
+                    );
+                }
+            }
         }
     }
     finish(
@@ -177,6 +198,28 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             .map(|(req, res)| (req, res.unwrap_or(Err(Error::ShuttingDown))))
             .collect(),
     );
+}
+
+/// Seals the active segment (if it holds a frame) and starts the next one.
+fn seal_and_rotate(shared: &Shared) -> Result<()> {
+    let (no, file, path, len) = {
+        let segments = shared.segments.read();
+        let (no, seg) = segments
+            .iter()
+            .next_back()
+            .ok_or_else(|| Error::Poisoned("no active segment".into()))?;
+        (*no, Arc::clone(&seg.file), seg.path.clone(), seg.len)
+    };
+    if len <= frame::SEGMENT_HEADER as u64 {
+        return Ok(());
+    }
+    file.sync_data().at(&path)?;
+    let fs = shared.fs.as_ref();
+    let seg = create_segment(fs, &shared.dir, no + 1).inspect_err(|_| {
+        let _ = fs.remove_file(&segment_path(&shared.dir, no + 1));
+    })?;
+    shared.segments.write().insert(no + 1, seg);
+    Ok(())
 }
 
 /// Writes `buf` at the end of the active segment (rotating first if it would

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 use super::deaths::Deaths;
+use crate::codec::{Dec, DecError, Enc};
 use crate::record::ObservationAttrs;
 use crate::types::{Filter, Lsn, TagTest};
 
@@ -74,6 +75,11 @@ impl Attrs {
             return false;
         }
         let clock = self.clock.last().copied().unwrap_or(i64::MIN);
+        if at > self.occurred.len() {
+            // LSNs with no record here (compacted away): not memories.
+            self.control
+                .insert_range(self.occurred.len() as Lsn + 1..lsn);
+        }
         self.occurred.resize(at, i64::MIN);
         self.recorded.resize(at, i64::MIN);
         self.confidence.resize(at, 0.0);
@@ -98,7 +104,7 @@ impl Attrs {
         self.confidence.push(rec.confidence);
         let expires = rec.expires_at_us.unwrap_or(0);
         self.expires.push(expires);
-        if expires != 0 {
+        if expires != 0 && !self.deaths.is_dead(lsn) {
             self.deaths.expire_later(lsn, expires);
         }
         for &(k, v) in &rec.tags {
@@ -413,6 +419,112 @@ impl Attrs {
         let gone = |l: &Lsn| lsns.contains(*l) && deaths.superseded_by(*l).is_none();
         self.ids.retain(|_, l| !gone(l));
         self.prior.retain(|new, old| !gone(new) && !gone(old));
+    }
+
+    /// Records the log no longer needs once this state is saved: forget records,
+    /// lost-record placeholders, and memories dead and purged.
+    pub(crate) fn removable(&self) -> RoaringTreemap {
+        let mut r = self.deaths.purged_dead();
+        r |= &self.control;
+        r
+    }
+
+    /// Records compaction will remove once purged and checkpointed: every dead
+    /// memory, forget records and lost placeholders.
+    pub(crate) fn dead_or_control(&self) -> RoaringTreemap {
+        let mut r = self.deaths.dead().clone();
+        r |= &self.control;
+        r
+    }
+
+    /// The highest LSN taken in (records up to it are all applied).
+    pub(crate) fn applied(&self) -> Lsn {
+        self.occurred.len() as Lsn
+    }
+
+    /// Writes everything but what is in flight (reservations), for a checkpoint.
+    pub(crate) fn encode(&self, e: &mut Enc) {
+        let lists = |e: &mut Enc, lists: &HashMap<String, RoaringTreemap>| {
+            e.u64(lists.len() as u64);
+            for (k, b) in lists {
+                e.str(k);
+                e.bitmap(b);
+            }
+        };
+        e.u64(self.tag_values.len() as u64);
+        for (k, values) in &self.tag_values {
+            e.str(k);
+            lists(e, values);
+        }
+        lists(e, &self.tag_keys);
+        lists(e, &self.sessions);
+        e.bitmap(&self.control);
+        e.u64(self.occurred.len() as u64);
+        self.occurred.iter().for_each(|&v| e.i64(v));
+        self.recorded.iter().for_each(|&v| e.i64(v));
+        self.confidence.iter().for_each(|&v| e.f32(v));
+        self.expires.iter().for_each(|&v| e.i64(v));
+        self.clock.iter().for_each(|&v| e.i64(v));
+        e.u64(self.ids.len() as u64);
+        for (id, &lsn) in &self.ids {
+            e.buf.extend_from_slice(id.as_bytes());
+            e.u64(lsn);
+        }
+        e.u64(self.prior.len() as u64);
+        for (&new, &old) in &self.prior {
+            e.u64(new);
+            e.u64(old);
+        }
+        self.deaths.encode(e);
+    }
+
+    /// Reads what [`Attrs::encode`] wrote.
+    pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Attrs, DecError> {
+        fn lists(d: &mut Dec<'_>) -> Result<HashMap<String, RoaringTreemap>, DecError> {
+            let n = d.count(16)?;
+            let mut out = HashMap::with_capacity(n);
+            for _ in 0..n {
+                let k = d.str()?.to_owned();
+                out.insert(k, d.bitmap()?);
+            }
+            Ok(out)
+        }
+        let mut a = Attrs::default();
+        for _ in 0..d.count(16)? {
+            let k = d.str()?.to_owned();
+            a.tag_values.insert(k, lists(d)?);
+        }
+        a.tag_keys = lists(d)?;
+        a.sessions = lists(d)?;
+        a.control = d.bitmap()?;
+        let n = d.count(36)?;
+        a.occurred = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
+        a.recorded = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
+        a.confidence = (0..n).map(|_| d.f32()).collect::<Result<_, _>>()?;
+        a.expires = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
+        a.clock = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
+        let n = d.count(24)?;
+        a.ids.reserve(n);
+        for _ in 0..n {
+            let mut id = [0u8; 16];
+            for b in &mut id {
+                *b = d.u8()?;
+            }
+            a.ids.insert(Uuid::from_bytes(id), d.u64()?);
+        }
+        for _ in 0..d.count(16)? {
+            let (new, old) = (d.u64()?, d.u64()?);
+            a.prior.insert(new, old);
+        }
+        a.deaths = Deaths::decode(d)?;
+        // The expiry sweep's work list: live memories with an expiry.
+        for (i, &e) in a.expires.iter().enumerate() {
+            let lsn = i as Lsn + 1;
+            if e != 0 && !a.deaths.is_dead(lsn) {
+                a.deaths.expire_later(lsn, e);
+            }
+        }
+        Ok(a)
     }
 
     /// Bytes the posting lists, columns and id map take (roughly: bitmaps as

@@ -1,6 +1,7 @@
-//! Per-space checkpoints: one usearch file per index shard plus `checkpoint.json`,
-//! which names the files, their sizes and CRC32Cs, and the LSN the checkpoint covers
-//! (every LSN up to it is in the files). New files get new names; the JSON is
+//! Per-space checkpoints: one usearch file per index shard, the space's state
+//! (`state.rs`: attributes, deaths, session marks), and `checkpoint.json`, which
+//! names the files, their sizes and CRC32Cs, and the LSN the graph covers (every
+//! LSN up to it is in the graph files). New files get new names; the JSON is
 //! switched atomically after the files are durable; only then are the old files
 //! deleted. So a crash at any point leaves either the old or the new checkpoint intact.
 
@@ -20,6 +21,9 @@ struct Meta {
     /// One per shard.
     #[serde(default)]
     files: Vec<FileMeta>,
+    /// The space's state (none in checkpoints of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<FileMeta>,
     /// Before shards (one file): that file. Still read.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     legacy: Option<FileMeta>,
@@ -34,12 +38,22 @@ struct FileMeta {
 }
 
 impl Meta {
+    /// The graph's files.
     fn files(&self) -> Vec<FileMeta> {
         if self.files.is_empty() {
             self.legacy.iter().cloned().collect()
         } else {
             self.files.clone()
         }
+    }
+
+    /// Every file it names.
+    fn all_files(&self) -> Vec<String> {
+        self.files()
+            .into_iter()
+            .chain(self.state.clone())
+            .map(|f| f.file)
+            .collect()
     }
 }
 
@@ -57,21 +71,27 @@ fn file_crc(fs: &dyn FileSystem, path: &Path) -> Result<(u64, u32)> {
     }
 }
 
-/// Saves `hnsw` as the checkpoint covering `lsn`.
-pub(crate) fn save(fs: &dyn FileSystem, dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Result<()> {
-    let names: Vec<String> = (0..hnsw.shard_count())
-        .map(|i| format!("index-{lsn:016}-{i}.usearch"))
+/// Saves `hnsw` as the checkpoint covering `lsn`, with the space's `state`.
+pub(crate) fn save(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    hnsw: &Hnsw,
+    lsn: Lsn,
+    state: &[u8],
+) -> Result<()> {
+    // Names never reused, even for a second checkpoint at the same LSN.
+    let stamp = crate::types::now_us();
+    let mut names: Vec<String> = (0..hnsw.shard_count())
+        .map(|i| format!("index-{lsn:016}-{stamp}-{i}.usearch"))
         .collect();
+    names.push(format!("state-{lsn:016}-{stamp}.bin"));
     let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
     let old = read_meta(fs, dir).ok().flatten();
-    let saved = save_files(fs, dir, hnsw, lsn, &names, &paths, old.as_ref());
+    let saved = save_files(fs, dir, hnsw, lsn, state, &names, &paths, old.as_ref());
     if saved.is_err() {
         // A failed save (a full disk, say) must not leave its files eating the space:
         // remove those the current checkpoint does not use.
-        let current: Vec<String> = old
-            .as_ref()
-            .map(|m| m.files().into_iter().map(|f| f.file).collect())
-            .unwrap_or_default();
+        let current: Vec<String> = old.as_ref().map(Meta::all_files).unwrap_or_default();
         for (name, path) in names.iter().zip(&paths) {
             if !current.contains(name) {
                 let _ = fs.remove_file(path);
@@ -81,15 +101,36 @@ pub(crate) fn save(fs: &dyn FileSystem, dir: &Path, hnsw: &Hnsw, lsn: Lsn) -> Re
     saved
 }
 
+#[allow(clippy::too_many_arguments)] // one save's own values, passed through
 fn save_files(
     fs: &dyn FileSystem,
     dir: &Path,
     hnsw: &Hnsw,
     lsn: Lsn,
+    state: &[u8],
     names: &[String],
     paths: &[PathBuf],
     old: Option<&Meta>,
 ) -> Result<()> {
+    let (state_name, names) = names
+        .split_last()
+        .ok_or_else(|| Error::Index("no names".into()))?;
+    let (state_path, paths) = paths
+        .split_last()
+        .ok_or_else(|| Error::Index("no paths".into()))?;
+    {
+        let f = fs
+            .open(state_path, OpenMode::CreateTruncate)
+            .at(state_path)?;
+        f.write_all_at(state, 0).at(state_path)?;
+        f.sync_all().at(state_path)?;
+    }
+    let state_meta = FileMeta {
+        file: state_name.clone(),
+        bytes: state.len() as u64,
+        crc32c: crc32c::crc32c(state),
+        count: 0,
+    };
     let counts = hnsw.save(fs, paths)?;
     let mut files = Vec::with_capacity(names.len());
     for ((name, path), count) in names.iter().zip(paths).zip(counts) {
@@ -109,6 +150,7 @@ fn save_files(
     let meta = Meta {
         lsn,
         files,
+        state: Some(state_meta),
         legacy: None,
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
@@ -116,8 +158,9 @@ fn save_files(
     // syncs the directory after its rename.
     fs.write_atomic(&dir.join(META), &json).at(dir)?;
     if let Some(old) = old {
-        for f in old.files().into_iter().filter(|f| !names.contains(&f.file)) {
-            let _ = fs.remove_file(&dir.join(f.file)); // a leftover file is harmless
+        let keep = meta.all_files();
+        for f in old.all_files().into_iter().filter(|f| !keep.contains(f)) {
+            let _ = fs.remove_file(&dir.join(f)); // a leftover file is harmless
         }
     }
     Ok(())
@@ -132,9 +175,24 @@ pub(crate) fn discard(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     let path = dir.join(META);
     fs.remove_file(&path).at(&path)?;
     fs.sync_dir(dir).at(dir)?;
-    for f in meta.files() {
-        let _ = fs.remove_file(&dir.join(f.file)); // a leftover file is harmless
+    for f in meta.all_files() {
+        let _ = fs.remove_file(&dir.join(f)); // a leftover file is harmless
     }
+    Ok(())
+}
+
+/// Removes the state from the checkpoint of a space (its graph stays): the next
+/// open replays the whole log to rebuild attributes and session marks.
+pub(crate) fn drop_state(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let Some(mut meta) = read_meta(fs, dir)? else {
+        return Ok(());
+    };
+    let Some(state) = meta.state.take() else {
+        return Ok(());
+    };
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
+    fs.write_atomic(&dir.join(META), &json).at(dir)?;
+    let _ = fs.remove_file(&dir.join(state.file)); // a leftover file is harmless
     Ok(())
 }
 
@@ -153,10 +211,21 @@ fn read_meta(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Meta>> {
     }
 }
 
+/// A loaded checkpoint.
+pub(crate) struct Loaded {
+    pub(crate) hnsw: Hnsw,
+    /// Every LSN up to it is in the graph.
+    pub(crate) lsn: Lsn,
+    /// The space's state, if the checkpoint has a valid one.
+    pub(crate) state: Option<super::state::State>,
+}
+
 /// Loads the checkpoint if there is a valid one. A missing, corrupt or mismatching
-/// checkpoint yields `None` (the caller rebuilds from the log) and a warning.
-pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, config: &SpaceConfig) -> Option<(Hnsw, Lsn)> {
-    let attempt = || -> Result<Option<(Hnsw, Lsn)>> {
+/// checkpoint yields `None` (the caller rebuilds from the log) and a warning; a
+/// valid graph with an unusable state loads without the state (the log is then
+/// replayed from its start).
+pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, config: &SpaceConfig) -> Option<Loaded> {
+    let attempt = || -> Result<Option<Loaded>> {
         let Some(meta) = read_meta(fs, dir)? else {
             return Ok(None);
         };
@@ -185,7 +254,25 @@ pub(crate) fn load(fs: &dyn FileSystem, dir: &Path, config: &SpaceConfig) -> Opt
                 hnsw.len()
             )));
         }
-        Ok(Some((hnsw, meta.lsn)))
+        let state = meta.state.as_ref().and_then(|f| {
+            let path = dir.join(&f.file);
+            let loaded = fs
+                .read_all(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| super::state::decode_state(&b).map_err(|e| e.to_string()));
+            match loaded {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable state checkpoint; replaying the whole log");
+                    None
+                }
+            }
+        });
+        Ok(Some(Loaded {
+            hnsw,
+            lsn: meta.lsn,
+            state,
+        }))
     };
     match attempt() {
         Ok(found) => found,

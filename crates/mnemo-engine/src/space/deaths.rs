@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
+use crate::codec::{Dec, DecError, Enc};
 use crate::types::Lsn;
 
 /// See the module docs.
@@ -31,6 +32,8 @@ pub(crate) struct Deaths {
     superseded_by: HashMap<Lsn, (Lsn, Uuid)>,
     /// Every death at or below it is purged; recalls of older snapshots are refused.
     purged_upto: Lsn,
+    /// Deaths and purges so far (a checkpoint of the state is due when it moved).
+    changes: u64,
 }
 
 /// The second an expiry (µs) falls in.
@@ -45,6 +48,7 @@ impl Deaths {
         if !self.dead.insert(lsn) {
             return false;
         }
+        self.changes += 1;
         self.unpurged.insert(lsn, at);
         self.by_death.entry(at).or_default().insert(lsn);
         if expires_at_us != 0 {
@@ -159,8 +163,14 @@ impl Deaths {
         self.purged_upto = self.purged_upto.max(lsn);
     }
 
+    /// How many deaths and purges there were (see [`Deaths::changes`]).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Forgets the unpurged state of `lsns`: they are out of both tiers now.
     pub(crate) fn purged(&mut self, lsns: &RoaringTreemap) {
+        self.changes += 1;
         for lsn in lsns {
             if let Some(at) = self.unpurged.remove(&lsn)
                 && let Some(set) = self.by_death.get_mut(&at)
@@ -173,9 +183,62 @@ impl Deaths {
         }
     }
 
+    /// Every memory that died, purged or not.
+    pub(crate) fn dead(&self) -> &RoaringTreemap {
+        &self.dead
+    }
+
+    /// Memories dead and purged (out of both tiers).
+    pub(crate) fn purged_dead(&self) -> RoaringTreemap {
+        let mut r = self.dead.clone();
+        for &lsn in self.unpurged.keys() {
+            r.remove(lsn);
+        }
+        r
+    }
+
     /// Deaths not yet purged.
     pub(crate) fn unpurged_count(&self) -> usize {
         self.unpurged.len()
+    }
+
+    /// Writes what a checkpoint keeps (the expiry work list is rebuilt from the
+    /// expiry column).
+    pub(crate) fn encode(&self, e: &mut Enc) {
+        e.u64(self.unpurged.len() as u64);
+        for (&lsn, &at) in &self.unpurged {
+            e.u64(lsn);
+            e.u64(at);
+        }
+        e.bitmap(&self.dead);
+        e.u64(self.superseded_by.len() as u64);
+        for (&old, &(new, id)) in &self.superseded_by {
+            e.u64(old);
+            e.u64(new);
+            e.buf.extend_from_slice(id.as_bytes());
+        }
+        e.u64(self.purged_upto);
+    }
+
+    /// Reads what [`Deaths::encode`] wrote.
+    pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Deaths, DecError> {
+        let mut out = Deaths::default();
+        for _ in 0..d.count(16)? {
+            let (lsn, at) = (d.u64()?, d.u64()?);
+            out.unpurged.insert(lsn, at);
+            out.by_death.entry(at).or_default().insert(lsn);
+        }
+        out.dead = d.bitmap()?;
+        for _ in 0..d.count(32)? {
+            let (old, new) = (d.u64()?, d.u64()?);
+            let mut id = [0u8; 16];
+            for b in &mut id {
+                *b = d.u8()?;
+            }
+            out.superseded_by.insert(old, (new, Uuid::from_bytes(id)));
+        }
+        out.purged_upto = d.u64()?;
+        Ok(out)
     }
 
     /// Rough bytes held.

@@ -10,6 +10,7 @@ pub(crate) mod catalog;
 pub(crate) mod checkpoint;
 pub(crate) mod deaths;
 mod pins;
+pub(crate) mod state;
 
 pub use pins::SnapshotPin;
 
@@ -129,6 +130,8 @@ pub(crate) struct Space {
     /// The last forget record applied: its LSN and how many memories it killed
     /// (forgets are one at a time, so its writer finds its own count here).
     last_forget: Mutex<Option<(Lsn, u64)>>,
+    /// What the last saved (or loaded) state lets compaction remove.
+    pub(crate) compactable: Mutex<state::Compactable>,
 }
 
 impl Space {
@@ -167,6 +170,7 @@ impl Space {
             pins: pins::Pins::default(),
             forget_lock: Mutex::new(()),
             last_forget: Mutex::new(None),
+            compactable: Mutex::new(state::Compactable::default()),
         }
     }
 
@@ -195,6 +199,9 @@ impl Space {
             None => sessions.entry(session.to_owned()).or_default(),
         };
         let next = seqs.len() as u64 + 1;
+        if seq < next && seqs.get((seq - 1) as usize) == Some(&lsn) {
+            return; // replayed after a checkpoint of the state that has it
+        }
         if seq > next {
             // Sequences lost to log damage (see `mnemo repair`): their slots are kept
             // as LOST, so the session resumes after its highest surviving sequence.
@@ -286,7 +293,19 @@ impl Space {
 
     /// The body of record `lsn`; a lost-record placeholder is [`Error::RecordLost`].
     fn read_body(&self, log: &dyn Log, lsn: Lsn) -> Result<Vec<u8>> {
-        let body = log.read(self.info.no, lsn)?;
+        if self.is_lost(lsn) {
+            return Err(Error::RecordLost {
+                space: self.info.name.clone(),
+                lsn,
+            });
+        }
+        let body = log.read(self.info.no, lsn).map_err(|e| match e {
+            Error::Forgotten { lsn, .. } => Error::Forgotten {
+                space: self.info.name.clone(),
+                lsn,
+            },
+            e => e,
+        })?;
         match record::kind(&body) {
             record::Kind::Lost => Err(Error::RecordLost {
                 space: self.info.name.clone(),
@@ -360,18 +379,24 @@ impl Space {
         self.sessions.lock().get(session)?.get(idx).copied()
     }
 
-    /// Saves a checkpoint if the graph moved past the last one.
-    pub(crate) fn checkpoint(&self) -> Result<Lsn> {
+    /// Saves a checkpoint (the graph and the state) if the graph moved past the
+    /// last one, or with `force` anyway (forgets changed the state).
+    pub(crate) fn checkpoint(&self, force: bool) -> Result<Lsn> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         if self.dropped.load(Ordering::Acquire) {
             return Err(Error::SpaceNotFound(self.info.name.clone()));
         }
         let lsn = self.fresh.indexed_watermark();
-        if lsn <= self.checkpoint_lsn.load(Ordering::Acquire) {
-            return Ok(self.checkpoint_lsn.load(Ordering::Acquire));
+        let last = self.checkpoint_lsn.load(Ordering::Acquire);
+        if lsn <= last && !force {
+            return Ok(last);
         }
-        checkpoint::save(self.fs.as_ref(), &self.dir, &self.hnsw, lsn)?;
+        let lsn = lsn.max(last);
+        // The state first: it is at or past `lsn` (replay from `lsn` is idempotent).
+        let (state, compactable) = self.encode_state();
+        checkpoint::save(self.fs.as_ref(), &self.dir, &self.hnsw, lsn, &state)?;
         self.checkpoint_lsn.store(lsn, Ordering::Release);
+        *self.compactable.lock() = compactable;
         Ok(lsn)
     }
 

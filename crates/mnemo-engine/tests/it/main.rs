@@ -8,6 +8,8 @@
 
 mod common;
 
+mod compaction;
+
 mod crash;
 mod engine_basics;
 mod filters;
@@ -18,6 +20,7 @@ mod log_damage;
 mod log_recovery;
 mod overload;
 mod power_cut;
+mod reopen;
 mod restart;
 mod sessions;
 mod snapshot;
