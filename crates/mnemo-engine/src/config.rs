@@ -66,6 +66,10 @@ pub struct RetentionConfig {
     /// Bytes per second compaction may copy (its I/O budget; 0: unpaced).
     /// Default 64 MiB.
     pub compaction_bytes_per_s: u64,
+    /// A graph shard where at least this share of the nodes are forgotten ones
+    /// (their slots not yet reused by new memories) is rebuilt without them by the
+    /// compaction, giving their memory and disk back. Default 0.3; 0.05..=1.
+    pub graph_rebuild_fraction: f64,
 }
 
 impl Default for RetentionConfig {
@@ -76,6 +80,7 @@ impl Default for RetentionConfig {
             compact_interval_s: 60,
             compact_dead_fraction: 0.5,
             compaction_bytes_per_s: 64 << 20,
+            graph_rebuild_fraction: 0.3,
         }
     }
 }
@@ -96,6 +101,11 @@ impl RetentionConfig {
         if self.compact_interval_s == 0 {
             return Err(Error::invalid(
                 "retention.compact_interval_s must be at least 1",
+            ));
+        }
+        if !(0.05..=1.0).contains(&self.graph_rebuild_fraction) {
+            return Err(Error::invalid(
+                "retention.graph_rebuild_fraction must be in 0.05..=1",
             ));
         }
         if !(0.05..=1.0).contains(&self.compact_dead_fraction) {

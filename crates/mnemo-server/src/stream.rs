@@ -314,7 +314,12 @@ impl<W: Wire> SessionStream<W> {
                     match ticket.await {
                         Ok(a) => pb::Ack {
                             sequence: a.seq,
-                            memory_id: a.id.to_string(),
+                            // Nil: a duplicate of a memory forgotten and compacted away.
+                            memory_id: if a.id.is_nil() {
+                                String::new()
+                            } else {
+                                a.id.to_string()
+                            },
                             lsn: a.lsn,
                             status: match a.kind {
                                 AckKind::Accepted => pb::AckStatus::Accepted,

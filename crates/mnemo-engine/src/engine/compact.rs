@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::{Engine, Inner, forget};
 use crate::error::{Error, Result};
 use crate::log::{Log, SegmentUsage};
+use crate::space::Space;
 use crate::types::{Lsn, SpaceNo};
 
 /// What a compaction did.
@@ -74,6 +75,7 @@ impl Engine {
         }
         let before = self.inner.log.stats().bytes_on_disk;
         let purged = forget::purge(&space)?;
+        rebuild_graph(&self.inner, &space)?;
         let checkpoint_lsn = space.checkpoint(true)?;
         let segments = compact_pass(&self.inner, Pass::Space(space.info.no))?;
         Ok(Compacted {
@@ -183,7 +185,7 @@ pub(super) fn compactor(inner: &Inner) {
             erase(inner)
         } else if now >= next_reclaim {
             next_reclaim = now + reclaim_every;
-            compact_pass(inner, Pass::Reclaim(r.compact_dead_fraction)).map(|_| ())
+            reclaim(inner)
         } else {
             Ok(())
         };
@@ -191,6 +193,32 @@ pub(super) fn compactor(inner: &Inner) {
             tracing::warn!(error = %e, "log compaction failed; will retry");
         }
     }
+}
+
+/// Rebuilds the shards of `space`'s graph that are mostly forgotten nodes.
+fn rebuild_graph(inner: &Inner, space: &Space) -> Result<u64> {
+    let share = inner.config.retention.graph_rebuild_fraction;
+    let candidates = space.attrs.read().live_memories();
+    space
+        .hnsw
+        .rebuild_sparse(&space.info.config, &candidates, share)
+}
+
+/// A reclaim pass: the graphs' mostly forgotten shards rebuilt, the mostly dead
+/// segments rewritten.
+fn reclaim(inner: &Inner) -> Result<()> {
+    for space in inner.registry.list() {
+        if inner.stopping.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // A rebuild holds its shard for minutes: in the background only when other
+        // shards take the inserts meanwhile (else `mnemo compact` does it).
+        if space.hnsw.shard_count() > 1 {
+            rebuild_graph(inner, &space)?;
+        }
+    }
+    let fraction = inner.config.retention.compact_dead_fraction;
+    compact_pass(inner, Pass::Reclaim(fraction)).map(|_| ())
 }
 
 /// An erase pass: dirty states checkpointed, then every segment holding a

@@ -205,7 +205,8 @@ pub struct Ack {
     pub seq: u64,
     /// The record's LSN in its space.
     pub lsn: Lsn,
-    /// The record's memory id.
+    /// The record's memory id (nil for a duplicate of a memory since forgotten
+    /// and compacted away).
     pub id: Uuid,
     /// Accepted now or a duplicate.
     pub kind: AckKind,
@@ -422,11 +423,16 @@ fn duplicate_ack(seq: u64, state: &SessionState, engine: &Inner) -> Result<Optio
     if let Some(lsn) = space.session_lsn(&state.id, seq)
         && lsn <= space.committed.get()
     {
-        let memory = space.read_memory(engine.log.as_ref(), lsn)?;
+        // A memory forgotten since and compacted away is acked without its id.
+        let id = match space.read_memory(engine.log.as_ref(), lsn) {
+            Ok(memory) => memory.id,
+            Err(Error::Forgotten { .. }) => uuid::Uuid::nil(),
+            Err(e) => return Err(e),
+        };
         return Ok(Some(Ack {
             seq,
             lsn,
-            id: memory.id,
+            id,
             kind: AckKind::Duplicate,
         }));
     }

@@ -78,6 +78,9 @@ struct Shard {
     add_lock: Mutex<()>,
     slots: Slots,
     dim: usize,
+    /// While the shard is being rebuilt: keys removed meanwhile (taken out of the
+    /// new graph before it replaces the old one).
+    removed_while_rebuilding: Mutex<Option<Vec<Lsn>>>,
 }
 
 fn options(config: &SpaceConfig) -> usearch::IndexOptions {
@@ -159,7 +162,65 @@ impl Shard {
                 cv: Condvar::new(),
             },
             dim: config.dim as usize,
+            removed_while_rebuilding: Mutex::new(None),
         }
+    }
+
+    /// Nodes whose key was removed (their slots wait for reuse by later inserts).
+    fn freed(&self) -> usize {
+        let index = self.index.read();
+        index.stats().nodes.saturating_sub(index.size())
+    }
+
+    /// Builds a new graph of the keys among `candidates` this one holds (their
+    /// vectors as stored) and puts it in place of this one: removed nodes' slots,
+    /// and their vectors, are gone. Inserts into this shard wait meanwhile (the
+    /// other shards take them); searches go on in the old graph.
+    fn rebuild(&self, config: &SpaceConfig, candidates: &[Lsn]) -> Result<usize> {
+        let _no_adds = self.add_lock.lock();
+        *self.removed_while_rebuilding.lock() = Some(Vec::new());
+        let built = (|| -> Result<usearch::Index> {
+            let fresh = usearch::Index::new(&options(config)).map_err(index_err)?;
+            fresh.change_expansion_add(config.index.ef_construction as usize);
+            fresh.change_expansion_search(config.index.ef_search as usize);
+            let want = self.len() + self.len() / 4 + MIN_CAPACITY;
+            fresh
+                .reserve_capacity_and_threads(want, SLOTS)
+                .map_err(index_err)?;
+            let mut buf = vec![0f32; self.dim];
+            for part in candidates.chunks(1024) {
+                let mut rows: Vec<(Lsn, Vec<f32>)> = Vec::new();
+                {
+                    let index = self.index.read();
+                    for &lsn in part {
+                        if index.get(lsn, &mut buf).is_ok_and(|n| n > 0) {
+                            rows.push((lsn, buf.clone()));
+                        }
+                    }
+                }
+                for (lsn, v) in rows {
+                    if fresh.size() >= fresh.capacity() {
+                        fresh
+                            .reserve_capacity_and_threads(fresh.capacity() * 2, SLOTS)
+                            .map_err(index_err)?;
+                    }
+                    fresh.add(lsn, &v).map_err(index_err)?;
+                }
+            }
+            Ok(fresh)
+        })();
+        let removed = self
+            .removed_while_rebuilding
+            .lock()
+            .take()
+            .unwrap_or_default();
+        let fresh = built?;
+        let mut index = self.index.write();
+        for lsn in removed {
+            let _ = fresh.remove(lsn);
+        }
+        *index = fresh;
+        Ok(index.size())
     }
 
     /// Records in the graph.
@@ -475,6 +536,36 @@ impl Hnsw {
         self.shards.iter().map(Shard::memory_bytes).sum()
     }
 
+    /// Rebuilds (see `Shard::rebuild`), one at a time, the shards where at least
+    /// `share` of the nodes (and at least 1,024) are removed ones; `candidates` are
+    /// every key the graph may hold. Returns how many shards were rebuilt.
+    pub(crate) fn rebuild_sparse(
+        &self,
+        config: &SpaceConfig,
+        candidates: &[Lsn],
+        share: f64,
+    ) -> Result<u64> {
+        let mut rebuilt = 0;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let freed = shard.freed();
+            let nodes = shard.len() + freed;
+            if freed < 1024 || (freed as f64) < share * nodes as f64 {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let kept = shard.rebuild(config, candidates)?;
+            tracing::info!(
+                shard = i,
+                freed,
+                kept,
+                took_s = started.elapsed().as_secs_f64(),
+                "rebuilt a graph shard without its removed nodes"
+            );
+            rebuilt += 1;
+        }
+        Ok(rebuilt)
+    }
+
     /// Takes `lsns` out of every shard that holds them; returns how many were
     /// found. A removed node's slot is reused by a later insert (which overwrites
     /// its vector); until then searches pass through it but never return it.
@@ -485,7 +576,11 @@ impl Hnsw {
         let all: Vec<Lsn> = lsns.iter().collect();
         let mut removed = 0u64;
         for shard in &self.shards {
-            let _no_adds = shard.add_lock.lock();
+            // An insert holds the graph exclusively too: no `add_lock` needed (a
+            // rebuild holds that one for minutes).
+            if let Some(during) = shard.removed_while_rebuilding.lock().as_mut() {
+                during.extend_from_slice(&all);
+            }
             for part in all.chunks(SLICE) {
                 let index = shard.index.write();
                 for &lsn in part {
@@ -561,6 +656,19 @@ mod tests {
             again.iter().map(|(l, v)| (*l, VectorRef::F32(v))).collect();
         back.add_batch(&refs, false, &gate).unwrap();
         assert_eq!(back.len(), 1600);
+        // A shard with many removed nodes is rebuilt without them.
+        let gone: roaring::RoaringTreemap = (1501..=2800).collect();
+        back.remove(&gone).unwrap();
+        let candidates: Vec<Lsn> = (1..=5100).collect();
+        assert_eq!(back.rebuild_sparse(&cfg, &candidates, 0.25).unwrap(), 1);
+        assert_eq!(back.len(), 300);
+        assert!(back.shards.iter().all(|s| s.freed() == 0));
+        let got = back.search(&[2900.0, 0.0, 0.0, 0.0], 2, &|_| true).unwrap();
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            vec![2900, 2901]
+        );
+        assert_eq!(back.rebuild_sparse(&cfg, &candidates, 0.25).unwrap(), 0);
     }
 }
 #[cfg(test)]

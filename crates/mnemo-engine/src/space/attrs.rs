@@ -437,6 +437,15 @@ impl Attrs {
         r
     }
 
+    /// Every memory not dead (the keys a graph may hold), in LSN order.
+    pub(crate) fn live_memories(&self) -> Vec<Lsn> {
+        let mut all = RoaringTreemap::new();
+        all.insert_range(1..=self.applied());
+        all -= &self.control;
+        all -= self.deaths.dead();
+        all.iter().collect()
+    }
+
     /// The highest LSN taken in (records up to it are all applied).
     pub(crate) fn applied(&self) -> Lsn {
         self.occurred.len() as Lsn

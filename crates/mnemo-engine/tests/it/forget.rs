@@ -413,3 +413,49 @@ fn purge_waits_for_pinned_snapshots_then_refuses_older_ones() {
     assert_eq!(seen(&e, "p", SnapshotSpec::At(f.lsn)).len(), 160);
     e.close().unwrap();
 }
+
+#[test]
+fn a_duplicate_of_a_memory_forgotten_and_compacted_is_still_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    e.create_space("d", SpaceConfig::new(DIM as u32)).unwrap();
+    let session = e.open_session("d", Some("agent")).unwrap();
+    let mut lsns = Vec::new();
+    for seq in 1..=10 {
+        let mut o = observation(seq);
+        o.session_id = String::new();
+        o.session_seq = 0;
+        let ack = session
+            .observe(seq, o, mnemo_engine::Lane::Normal)
+            .unwrap()
+            .wait()
+            .unwrap();
+        lsns.push(ack.lsn);
+    }
+    let _ = e
+        .forget("d", &[observation(3).id.unwrap()], &Filter::default())
+        .unwrap();
+    let done = e.compact("d").unwrap();
+    assert_eq!(done.purged, 1);
+    let mut o = observation(3);
+    o.session_id = String::new();
+    o.session_seq = 0;
+    let dup = session
+        .observe(3, o, mnemo_engine::Lane::Normal)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(dup.kind, mnemo_engine::AckKind::Duplicate);
+    assert_eq!((dup.lsn, dup.id), (lsns[2], Uuid::nil()));
+    let mut o = observation(4);
+    o.session_id = String::new();
+    o.session_seq = 0;
+    let dup = session
+        .observe(4, o, mnemo_engine::Lane::Normal)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(dup.id, observation(4).id.unwrap());
+    drop(session);
+    e.close().unwrap();
+}

@@ -68,18 +68,19 @@ fn reopen_reads_the_checkpoint_and_the_tail_and_answers_as_before() {
     for i in 0..3000 {
         ids.insert(i, e.observe_blocking("s", observation(i)).unwrap().lsn);
     }
-    let _ = e.forget(
-        "s",
-        &[],
-        &Filter {
-            tags: vec![TagClause {
-                key: "user".into(),
-                test: TagTest::Equals("u3".into()),
-            }],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let _ = e
+        .forget(
+            "s",
+            &[],
+            &Filter {
+                tags: vec![TagClause {
+                    key: "user".into(),
+                    test: TagTest::Equals("u3".into()),
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let fix = Observation {
         supersedes: Some(Uuid::from_u128(7001)),
         content: "memory 1, corrected".into(),
