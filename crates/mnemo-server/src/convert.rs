@@ -274,6 +274,7 @@ pub(crate) fn space_stats(s: &engine::SpaceStats) -> pb::SpaceStats {
         dead_bytes: s.dead_bytes,
         unpurged: s.unpurged,
         oldest_snapshot_lsn: s.oldest_snapshot_lsn,
+        memories: s.memories,
     }
 }
 

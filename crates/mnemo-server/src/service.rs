@@ -625,6 +625,7 @@ impl Mnemo for MnemoService {
             log_bytes: log.bytes_on_disk,
             disk_free_bytes: log.free_bytes,
             disk_reserve_bytes: e.config().log.min_free_bytes,
+            data_bytes: e.data_bytes(),
         }))
     }
 }

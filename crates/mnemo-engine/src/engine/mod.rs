@@ -493,6 +493,28 @@ impl Engine {
         self.inner.log.stats()
     }
 
+    /// Bytes of every file of the data directory (log, checkpoints, catalog).
+    pub fn data_bytes(&self) -> u64 {
+        fn walk(fs: &dyn crate::io::FileSystem, dir: &std::path::Path) -> u64 {
+            let Ok(names) = fs.list_dir(dir) else {
+                return 0;
+            };
+            names
+                .iter()
+                .map(|n| {
+                    let p = dir.join(n);
+                    if fs.list_dir(&p).is_ok() {
+                        return walk(fs, &p); // a directory
+                    }
+                    fs.open(&p, crate::io::OpenMode::Read)
+                        .and_then(|f| f.size())
+                        .unwrap_or(0)
+                })
+                .sum()
+        }
+        walk(self.inner.fs.as_ref(), &self.inner.config.data_dir)
+    }
+
     /// Approximate bytes held by the HNSW graphs of all spaces.
     pub fn index_memory_bytes(&self) -> usize {
         self.inner

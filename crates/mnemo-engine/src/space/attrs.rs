@@ -437,6 +437,15 @@ impl Attrs {
         r
     }
 
+    /// How many memories `snapshot` sees (lost records not taken out).
+    pub(crate) fn memories_at(&self, snapshot: Lsn) -> u64 {
+        let known = self.applied().min(snapshot);
+        let mut gone = self.control.clone();
+        gone |= self.hidden_set(snapshot);
+        gone.remove_range(known + 1..);
+        known - gone.len()
+    }
+
     /// Every memory not dead (the keys a graph may hold), in LSN order.
     pub(crate) fn live_memories(&self) -> Vec<Lsn> {
         let mut all = RoaringTreemap::new();

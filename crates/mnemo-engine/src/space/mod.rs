@@ -402,12 +402,14 @@ impl Space {
 
     pub(crate) fn stats(&self) -> SpaceStats {
         // One read guard: a second taken while a writer waits would deadlock.
-        let (attrs_bytes, unpurged, oldest_snapshot_lsn) = {
+        let committed = self.committed.get();
+        let (attrs_bytes, unpurged, oldest_snapshot_lsn, memories) = {
             let attrs = self.attrs.read();
             (
                 attrs.memory_bytes() as u64,
                 attrs.deaths.unpurged_count() as u64,
                 attrs.deaths.purged_upto(),
+                attrs.memories_at(committed),
             )
         };
         SpaceStats {
@@ -421,6 +423,7 @@ impl Space {
             dead_bytes: 0,
             unpurged,
             oldest_snapshot_lsn,
+            memories: memories.saturating_sub(self.lost.read().len() as u64),
         }
     }
 

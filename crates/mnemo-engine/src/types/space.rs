@@ -172,4 +172,6 @@ pub struct SpaceStats {
     pub unpurged: u64,
     /// The oldest snapshot a recall may still read.
     pub oldest_snapshot_lsn: Lsn,
+    /// Memories the latest snapshot sees (not forgotten, superseded or expired).
+    pub memories: u64,
 }

@@ -3,7 +3,7 @@
 
 use mnemo_client::{Stub, pb};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::workload::Workload;
 
@@ -83,13 +83,25 @@ pub(crate) struct Audit {
     pub(crate) stored_twice: u64,
     /// Records stored that no ack named.
     pub(crate) unacked_stored: u64,
+    /// Forgotten ids still stored (must be 0).
+    pub(crate) forgotten_stored: u64,
     pub(crate) stored: u64,
+}
+
+/// The ids a run acked, by what the export must show of them.
+pub(super) struct Expected {
+    /// Must be stored, at this LSN.
+    pub(super) present: HashMap<String, u64>,
+    /// Acked, and may be gone (expired).
+    pub(super) may_be_gone: HashSet<String>,
+    /// Acked and forgotten: must be gone.
+    pub(super) forgotten: HashSet<String>,
 }
 
 pub(super) async fn audit(
     admin: &mut Stub,
     space: &str,
-    expected: &HashMap<String, u64>,
+    expected: &Expected,
 ) -> anyhow::Result<Audit> {
     let mut stream = admin
         .export(pb::ExportRequest {
@@ -109,11 +121,20 @@ pub(super) async fn audit(
         }
     }
     a.stored_twice = stored.values().filter(|l| l.len() > 1).count() as u64;
+    a.forgotten_stored = stored
+        .keys()
+        .filter(|id| expected.forgotten.contains(*id))
+        .count() as u64;
     a.unacked_stored = stored
         .keys()
-        .filter(|id| !expected.contains_key(*id))
+        .filter(|id| {
+            !expected.present.contains_key(*id)
+                && !expected.may_be_gone.contains(*id)
+                && !expected.forgotten.contains(*id)
+        })
         .count() as u64;
     a.lost = expected
+        .present
         .iter()
         .filter(|(id, lsn)| !stored.get(*id).is_some_and(|l| l.contains(lsn)))
         .count() as u64;

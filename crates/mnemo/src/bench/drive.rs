@@ -5,7 +5,7 @@
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mnemo_client::pb;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::checks::{self, audit, recall_at_10, with_probes};
 use super::load::{self, Live, Plan, ServerView};
 use super::report::{self, Report};
+use super::retention;
 use super::side_runtime::SideRuntime;
 use super::workload::Workload;
 use super::{BenchArgs, RawInput, Truth};
@@ -47,7 +48,7 @@ pub(super) async fn drive(
             m: args.index.m,
             ef_construction: args.index.ef_construction,
             ef_search: args.index.ef_search,
-            ..Default::default()
+            default_ttl_ms: args.ttl.map_or(0, |t| t.as_millis() as u64),
         })
         .await
         .with_context(|| format!("creating space '{space}'"))?
@@ -71,6 +72,7 @@ pub(super) async fn drive(
         total,
         interval: rate.map(|r| Duration::from_secs_f64(args.sessions as f64 / r)),
         selectivities: args.filter_selectivity.clone(),
+        forget_share: args.forget_share,
     });
     let queries = Arc::new(queries);
     // Sessions, and the recall clients that time what they see, run on runtimes of
@@ -78,6 +80,13 @@ pub(super) async fn drive(
     let ingest_rt = SideRuntime::start("bench-ingest", args.ingest_nice)?;
     let measure_rt = SideRuntime::start("bench-recall", 0)?;
     let started = Instant::now();
+    let stop_disk = Arc::new(AtomicBool::new(false));
+    let disk = tokio::spawn(retention::sample_disk(
+        target.clone(),
+        space.clone(),
+        started,
+        Arc::clone(&stop_disk),
+    ));
     let sessions: Vec<_> = (0..args.sessions)
         .map(|s| {
             ingest_rt.spawn(load::session(
@@ -145,6 +154,14 @@ pub(super) async fn drive(
         outcomes.push(s.await??);
     }
     let ingest_end = Instant::now();
+    // With --forget-share: one Forget by filter while the recall clients go on.
+    let forget = match args.forget_share {
+        Some(_) => {
+            bar.set_message("forgetting …");
+            Some(retention::forget_phase(&mut admin, &space, &live.phase).await?)
+        }
+        None => None,
+    };
     stop_recall.store(true, Ordering::Relaxed);
     bar.set_message("waiting for the index to catch up …");
     // Everything up to the last observation's LSN in the graph: the end of the
@@ -172,6 +189,8 @@ pub(super) async fn drive(
         recall_outcomes.push(r.await??);
     }
     let probe = probes.await??;
+    stop_disk.store(true, Ordering::Relaxed);
+    let disk = disk.await??;
     ticker.abort();
     stop_poll.store(true, Ordering::Relaxed);
     poller.await??;
@@ -184,8 +203,17 @@ pub(super) async fn drive(
         .flat_map(|o| o.acked.iter().map(|&(row, _)| row))
         .collect();
     rows.sort_unstable();
-    let whole_set = work.len() == Some(rows.len() as u64);
+    let whole_set = work.len() == Some(rows.len() as u64) && args.forget_share.is_none();
+    // What remains: forgotten rows are gone; with a TTL, only recent rows are sure
+    // to be there (recall@10 and get by id are measured without a TTL only).
+    rows.retain(|&r| !retention::forgotten(r, args.forget_share));
+    let end_s = started.elapsed().as_secs_f64();
+    let cutoff = args
+        .ttl
+        .map_or(0, |ttl| retention::expiry_cutoff(&disk, ttl, end_s));
+    let measure = args.ttl.is_none();
     let (nearest, truth_source) = match truth {
+        _ if !measure => (None, "none (--ttl)"),
         Some(t) if whole_set => (Some(t), "file"),
         _ if args.exact_queries > 0 => {
             let qs: Vec<Vec<f32>> = queries.iter().take(args.exact_queries).cloned().collect();
@@ -219,7 +247,7 @@ pub(super) async fn drive(
     };
     // Per selectivity: recall@10 against the exact top 10 of the matching rows.
     let mut filtered_recall = Vec::new();
-    for &p in &args.filter_selectivity {
+    for &p in args.filter_selectivity.iter().filter(|_| measure) {
         let qs: Vec<Vec<f32>> = queries
             .iter()
             .take(args.exact_queries.max(1))
@@ -240,7 +268,7 @@ pub(super) async fn drive(
 
     // GetMemories of 100 acked ids at a time, 200 times: its latency.
     let mut get_latency = load::histogram();
-    if !rows.is_empty() {
+    if !rows.is_empty() && measure {
         for round in 0..200u64 {
             let ids: Vec<String> = (0..100u64)
                 .map(|i| work.id(rows[((round * 7919 + i * 104_729) % rows.len() as u64) as usize]))
@@ -263,15 +291,29 @@ pub(super) async fn drive(
         }
     }
 
-    // The exhaustive check: every acked id present once, at its acked LSN.
-    let mut expected: HashMap<String, u64> = HashMap::new();
-    for o in &outcomes {
-        for &(row, lsn) in &o.acked {
-            expected.insert(work.id(row), lsn);
+    // The exhaustive check: every acked id present once, at its acked LSN (but the
+    // forgotten ones, gone, and with a TTL those that may have expired).
+    let mut expected = checks::Expected {
+        present: HashMap::new(),
+        may_be_gone: HashSet::new(),
+        forgotten: HashSet::new(),
+    };
+    let acked = outcomes
+        .iter()
+        .flat_map(|o| {
+            o.acked
+                .iter()
+                .map(|&(row, lsn)| (Some(row), work.id(row), lsn))
+        })
+        .chain(probe.acked.iter().map(|(id, lsn)| (None, id.clone(), *lsn)));
+    for (row, id, lsn) in acked {
+        if row.is_some_and(|r| retention::forgotten(r, args.forget_share)) {
+            expected.forgotten.insert(id);
+        } else if lsn <= cutoff {
+            expected.may_be_gone.insert(id);
+        } else {
+            expected.present.insert(id, lsn);
         }
-    }
-    for (id, lsn) in &probe.acked {
-        expected.insert(id.clone(), *lsn);
     }
     let audit = audit(&mut admin, &space, &expected).await?;
 
@@ -301,6 +343,8 @@ pub(super) async fn drive(
         truth_source,
         audit,
         space: &space,
+        forget,
+        disk,
     });
     let raw = args
         .compare_raw

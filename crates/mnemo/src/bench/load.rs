@@ -38,6 +38,8 @@ pub(crate) struct Live {
     pub(crate) max_state: AtomicU8,
     /// Set when a `--duration` run stops taking new observations.
     pub(crate) time_up: AtomicBool,
+    /// Ingest, or the windows around a `--forget-share` forget.
+    pub(crate) phase: super::retention::Phase,
 }
 
 impl Live {
@@ -67,16 +69,23 @@ pub(crate) struct Plan {
     pub(crate) interval: Option<Duration>,
     /// Shares of the rows tagged `sel<p>=yes` (see `--filter-selectivity`).
     pub(crate) selectivities: Vec<f64>,
+    /// `--forget-share`: rows tagged to be forgotten.
+    pub(crate) forget_share: Option<f64>,
 }
 
 impl Plan {
     /// The tags of row `row`.
     pub(crate) fn tags(&self, row: u64) -> std::collections::HashMap<String, String> {
-        self.selectivities
+        let mut tags: std::collections::HashMap<String, String> = self
+            .selectivities
             .iter()
             .filter(|p| selected(row, **p))
             .map(|p| (selectivity_key(*p), "yes".to_string()))
-            .collect()
+            .collect();
+        if super::retention::forgotten(row, self.forget_share) {
+            tags.insert(super::retention::FORGET_TAG.into(), "yes".into());
+        }
+        tags
     }
 }
 
@@ -231,6 +240,10 @@ pub(crate) async fn session(
 /// What the recall clients measured.
 pub(crate) struct RecallOutcome {
     pub(crate) latency: Histogram<u64>,
+    /// Unfiltered recall latency after ingest: before a `--forget-share` forget,
+    /// and during it (and the purge after it).
+    pub(crate) before_forget: Histogram<u64>,
+    pub(crate) during_forget: Histogram<u64>,
     /// Per selectivity (in `Plan::selectivities` order): filtered recall latency.
     pub(crate) filtered: Vec<Histogram<u64>>,
     pub(crate) count: u64,
@@ -264,6 +277,8 @@ pub(crate) async fn recaller(
     let mut out = RecallOutcome {
         filtered: plan.selectivities.iter().map(|_| histogram()).collect(),
         latency: histogram(),
+        before_forget: histogram(),
+        during_forget: histogram(),
         count: 0,
         errors: 0,
         snapshot_violations: 0,
@@ -310,9 +325,12 @@ pub(crate) async fn recaller(
         .await;
         match result {
             Ok(()) => {
-                let h = match turn.checked_sub(1) {
-                    Some(j) => &mut out.filtered[j],
-                    None => &mut out.latency,
+                use super::retention::Phase;
+                let h = match (turn.checked_sub(1), live.phase.get()) {
+                    (Some(j), _) => &mut out.filtered[j],
+                    (None, Phase::BEFORE_FORGET) => &mut out.before_forget,
+                    (None, Phase::FORGETTING) => &mut out.during_forget,
+                    (None, _) => &mut out.latency,
                 };
                 record(h, due.elapsed());
                 out.count += 1;

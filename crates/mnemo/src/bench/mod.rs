@@ -12,6 +12,7 @@ mod drive;
 mod load;
 mod raw;
 mod report;
+mod retention;
 mod side_runtime;
 mod workload;
 
@@ -104,6 +105,15 @@ pub(crate) struct BenchArgs {
     /// recall@10 against the exact filtered top 10.
     #[arg(long, value_delimiter = ',')]
     filter_selectivity: Vec<f64>,
+    /// Forget a share of the rows (tagged `forget=yes`) with one Forget by filter
+    /// once ingest ends, while the recall clients go on: the report gives its time
+    /// and the recall latency before and during it (and the purge after it).
+    #[arg(long)]
+    forget_share: Option<f64>,
+    /// Create the space with this default time-to-live (e.g. `60s`): with
+    /// `--duration`, disk use under constant ingest (the report's disk curve).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<std::time::Duration>,
     /// Niceness of the threads that send observations (0..=19; Linux). The load
     /// generator shares the machine with the server it measures: niced, its ingest
     /// side does not take CPU from the server, and recalls are timed on threads of
@@ -157,6 +167,15 @@ pub(crate) async fn run(args: BenchArgs, server: mnemo_server::Options) -> anyho
             .all(|p| *p > 0.0 && *p <= 1.0),
         "--filter-selectivity values must be in (0, 1]"
     );
+    if let Some(p) = args.forget_share {
+        anyhow::ensure!(p > 0.0 && p < 1.0, "--forget-share must be in (0, 1)");
+    }
+    if let Some(t) = args.ttl {
+        anyhow::ensure!(
+            t >= std::time::Duration::from_secs(10),
+            "--ttl must be at least 10s"
+        );
+    }
     let nonce = mnemo_engine::now_us().unsigned_abs();
     let work = Arc::new(match &args.dataset {
         Some(path) => Workload::dataset(path, nonce)?,
@@ -218,6 +237,10 @@ pub(crate) async fn run(args: BenchArgs, server: mnemo_server::Options) -> anyho
     let failures = [
         (report.lost, "acked observations missing from the server"),
         (report.stored_twice, "observations stored twice"),
+        (
+            report.forgotten_stored,
+            "forgotten observations still stored",
+        ),
         (report.unacked_stored, "stored records no ack named"),
         (
             report.snapshot_violations,

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::BenchArgs;
 use super::checks::Audit;
 use super::load::{self, Live, ProbeOutcome, RecallOutcome, SessionOutcome};
+use super::retention::{self, DiskSample, ForgetReport};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
@@ -53,6 +54,12 @@ pub(crate) struct Report {
     pub(crate) stored: u64,
     pub(crate) stored_twice: u64,
     pub(crate) unacked_stored: u64,
+    /// Forgotten observations still stored (must be 0).
+    pub(crate) forgotten_stored: u64,
+    /// `--forget-share`: the forget, and recall latency before and during it.
+    pub(crate) forget: Option<ForgetReport>,
+    /// The space's memories and the server's disk, sampled every second.
+    pub(crate) disk: Vec<DiskSample>,
     /// Recall results above their snapshot LSN (must be 0).
     pub(crate) snapshot_violations: u64,
     /// Peak RSS of the server process (in-process: includes this load generator).
@@ -98,6 +105,9 @@ pub(crate) struct Inputs<'a> {
     pub(crate) truth_source: &'static str,
     pub(crate) audit: Audit,
     pub(crate) space: &'a str,
+    /// `--forget-share`: how many were forgotten, and the call's time (s).
+    pub(crate) forget: Option<(u64, f64)>,
+    pub(crate) disk: Vec<DiskSample>,
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
@@ -152,7 +162,23 @@ impl Report {
                 }
             })
             .collect();
+        let forget = i.forget.map(|(forgotten, forget_s)| {
+            let before = merge(i.recalls.iter().map(|r| &r.before_forget));
+            let during = merge(i.recalls.iter().map(|r| &r.during_forget));
+            ForgetReport {
+                forgotten,
+                forget_s,
+                recall_before_p50_ms: ms(&before, 0.5),
+                recall_before_p99_ms: ms(&before, 0.99),
+                recall_during_p50_ms: ms(&during, 0.5),
+                recall_during_p99_ms: ms(&during, 0.99),
+                recalls_during: during.len(),
+            }
+        });
         Report {
+            forget,
+            disk: i.disk,
+            forgotten_stored: i.audit.forgotten_stored,
             filtered,
             get_100_p50_ms: ms(&i.get_latency, 0.5),
             get_100_p99_ms: ms(&i.get_latency, 0.99),
@@ -296,5 +322,24 @@ impl Report {
             "  {:<28} {:>10.2} s  (ingest {:.2} s)",
             "duration", self.duration_s, self.ingest_s
         );
+        if let Some(f) = &self.forget {
+            println!(
+                "  {:<28} {:>12}  in {:.3} s  (still stored: {})",
+                "forgotten (one filter)", f.forgotten, f.forget_s, self.forgotten_stored
+            );
+            println!(
+                "  {:<28} {:>12}  p99 {}  (before it: p50 {}, p99 {}; {} recalls during)",
+                "recall during forget p50",
+                opt(f.recall_during_p50_ms, " ms"),
+                opt(f.recall_during_p99_ms, " ms"),
+                opt(f.recall_before_p50_ms, " ms"),
+                opt(f.recall_before_p99_ms, " ms"),
+                f.recalls_during
+            );
+        }
+        if self.config.ttl.is_some() || self.config.duration.is_some() {
+            println!("  disk over time (every 5 s):");
+            retention::print_curve(&self.disk);
+        }
     }
 }
