@@ -33,6 +33,7 @@ mod index;
 mod ingest;
 pub mod io;
 mod log;
+mod lsn_vec;
 mod recall;
 mod record;
 mod space;

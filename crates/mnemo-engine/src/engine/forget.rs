@@ -168,6 +168,7 @@ pub(super) fn purge(space: &Space) -> Result<u64> {
     // Graph first: until the attributes forget them, recalls still filter them.
     space.hnsw.remove(&lsns)?;
     space.attrs.write().purge(&lsns);
+    space.trim_state();
     tracing::debug!(
         space = space.info.name,
         purged = lsns.len(),

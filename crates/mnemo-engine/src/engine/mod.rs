@@ -413,13 +413,15 @@ impl Engine {
             .session_high_water(session))
     }
 
-    /// The LSN of `seq` of `session`, if committed.
+    /// The LSN of `seq` of `session`, if committed; `Some(0)` if its record is no
+    /// longer in the log (lost to damage, or forgotten and compacted).
     pub fn session_lsn(&self, space: &str, session: &str, seq: u64) -> Result<Option<Lsn>> {
-        Ok(self
+        let lsn = self
             .inner
             .registry
             .by_name(space)?
-            .session_lsn(session, seq))
+            .session_lsn(session, seq);
+        Ok(lsn.map(|l| if l == crate::space::COMPACTED { 0 } else { l }))
     }
 
     /// The space's index watermark: every LSN up to it is in the HNSW graph.

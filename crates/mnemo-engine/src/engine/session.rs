@@ -346,7 +346,12 @@ impl Session {
             loop {
                 let seen = space.committed.get();
                 if let Some(lsn) = space.session_lsn(&self.state.id, final_seq) {
-                    last_lsn = lsn;
+                    // Forgotten and compacted: committed and indexed long ago.
+                    last_lsn = if lsn == crate::space::COMPACTED {
+                        0
+                    } else {
+                        lsn
+                    };
                     break;
                 }
                 space.check_live()?;
@@ -419,6 +424,15 @@ fn duplicate_ack(seq: u64, state: &SessionState, engine: &Inner) -> Result<Optio
              it cannot be acknowledged",
             state.id
         )));
+    }
+    if space.session_lsn(&state.id, seq) == Some(crate::space::COMPACTED) {
+        // Forgotten, and its mark cut with the rest of what the log dropped.
+        return Ok(Some(Ack {
+            seq,
+            lsn: 0,
+            id: uuid::Uuid::nil(),
+            kind: AckKind::Duplicate,
+        }));
     }
     if let Some(lsn) = space.session_lsn(&state.id, seq)
         && lsn <= space.committed.get()

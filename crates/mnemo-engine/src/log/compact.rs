@@ -110,11 +110,10 @@ impl FileLog {
             })
             .collect();
         for (&space, positions) in spaces.iter() {
-            for (i, pos) in positions.iter().enumerate() {
+            for (lsn, pos) in positions.iter() {
                 let Some(u) = usage.get_mut(&pos.segment) else {
                     continue; // the active segment, or compacted away
                 };
-                let lsn = i as Lsn + 1;
                 if !removable(space, lsn) {
                     u.live_bytes += u64::from(pos.len);
                 } else if sensitive(space, lsn) {
@@ -149,9 +148,8 @@ impl FileLog {
         // are in no position and simply not copied.
         let (mut keep, mut dropped) = (Vec::new(), Vec::new());
         for (&space, positions) in shared.spaces.read().iter() {
-            for (i, pos) in positions.iter().enumerate() {
+            for (lsn, pos) in positions.iter() {
                 if pos.segment == no {
-                    let lsn = i as Lsn + 1;
                     if removable(space, lsn) {
                         dropped.push((space, lsn));
                     } else {
@@ -242,10 +240,7 @@ fn swap(
     let mut segments = shared.segments.write();
     let mut holders = HashSet::new();
     for e in kept {
-        if let Some(p) = spaces
-            .get_mut(&e.space)
-            .and_then(|p| p.get_mut((e.lsn - 1) as usize))
-        {
+        if let Some(p) = spaces.get_mut(&e.space).and_then(|p| p.get_mut(e.lsn)) {
             *p = RecordPos {
                 segment: no,
                 offset: e.offset,
@@ -255,13 +250,11 @@ fn swap(
         }
     }
     for &(space, lsn) in dropped {
-        if let Some(p) = spaces
-            .get_mut(&space)
-            .and_then(|p| p.get_mut((lsn - 1) as usize))
-        {
+        if let Some(p) = spaces.get_mut(&space).and_then(|p| p.get_mut(lsn)) {
             *p = RecordPos::ABSENT;
         }
     }
+    super::file::trim_positions(&mut spaces);
     match new {
         Some((file, generation, len)) => {
             if let Some(seg) = segments.get_mut(&no) {

@@ -20,6 +20,7 @@ use super::writer::{AppendRequest, writer_loop};
 use super::{AppendTicket, CommitSink, Committed, Log, LogStats, frame};
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileSystem, StdFs};
+use crate::lsn_vec::LsnVec;
 use crate::types::{Lsn, SpaceNo};
 
 /// State shared by the log handle and its writer thread.
@@ -27,8 +28,9 @@ pub(super) struct Shared {
     pub(super) fs: Arc<dyn FileSystem>,
     pub(super) dir: PathBuf,
     pub(super) config: LogConfig,
-    /// Per live space: positions of its records, indexed by `lsn - 1`.
-    pub(super) spaces: RwLock<HashMap<SpaceNo, Vec<RecordPos>>>,
+    /// Per live space: positions of its records by LSN, from the oldest the log
+    /// still holds (compaction cuts the front: see [`Shared::trim_positions`]).
+    pub(super) spaces: RwLock<HashMap<SpaceNo, LsnVec<RecordPos>>>,
     pub(super) segments: RwLock<BTreeMap<u32, Segment>>,
     pub(super) poisoned: Mutex<Option<String>>,
     pub(super) sink: Arc<dyn CommitSink>,
@@ -117,8 +119,8 @@ impl FileLog {
             }
         }
         let numbers = list_segments(fs.as_ref(), dir)?;
-        let mut spaces: HashMap<SpaceNo, Vec<RecordPos>> =
-            resume.keys().map(|s| (*s, Vec::new())).collect();
+        let mut spaces: HashMap<SpaceNo, LsnVec<RecordPos>> =
+            resume.keys().map(|s| (*s, LsnVec::default())).collect();
         let mut segments = BTreeMap::new();
         let mut scratch = Vec::new();
         let (mut by_index, mut by_scan) = (0, 0);
@@ -196,9 +198,12 @@ impl FileLog {
     /// compacted away, and its checkpointed state holds them).
     pub fn extend_to(&self, space: SpaceNo, lsn: Lsn) {
         if let Some(positions) = self.shared.spaces.write().get_mut(&space)
-            && (positions.len() as Lsn) < lsn
+            && positions.end() < lsn
         {
-            positions.resize(lsn as usize, RecordPos::ABSENT);
+            if positions.is_empty() {
+                *positions = LsnVec::starting_at(lsn);
+            }
+            positions.fill_to(lsn + 1, RecordPos::ABSENT);
         }
     }
 
@@ -232,10 +237,9 @@ impl FileLog {
         spaces.iter().any(|(&space, positions)| {
             positions
                 .iter()
-                .enumerate()
                 .rev()
                 .take_while(|(_, p)| p.segment == active || p.is_absent())
-                .any(|(i, p)| p.segment == active && pick(space, i as Lsn + 1))
+                .any(|(lsn, p)| p.segment == active && pick(space, lsn))
         })
     }
 
@@ -259,11 +263,10 @@ impl FileLog {
                     .flat_map(|(space, positions)| {
                         positions
                             .iter()
-                            .enumerate()
                             .filter(|(_, p)| p.segment == no)
-                            .map(|(i, p)| IndexEntry {
+                            .map(|(lsn, p)| IndexEntry {
                                 space: *space,
-                                lsn: i as Lsn + 1,
+                                lsn,
                                 offset: p.offset,
                                 len: p.len,
                             })
@@ -293,11 +296,11 @@ impl FileLog {
     pub fn space_bytes(&self, space: SpaceNo, removable: &dyn Fn(Lsn) -> bool) -> (u64, u64) {
         let spaces = self.shared.spaces.read();
         let (mut live, mut dead) = (0, 0);
-        for (i, pos) in spaces.get(&space).into_iter().flatten().enumerate() {
+        for (lsn, pos) in spaces.get(&space).into_iter().flat_map(LsnVec::iter) {
             if pos.is_absent() {
                 continue;
             }
-            if removable(i as Lsn + 1) {
+            if removable(lsn) {
                 dead += u64::from(pos.len);
             } else {
                 live += u64::from(pos.len);
@@ -311,9 +314,23 @@ impl FileLog {
         let spaces = self.shared.spaces.read();
         spaces.get(&space).map_or(0, |p| {
             p.iter()
-                .rposition(|pos| !pos.is_absent())
-                .map_or(0, |i| i as Lsn + 1)
+                .rev()
+                .find(|(_, pos)| !pos.is_absent())
+                .map_or(0, |(lsn, _)| lsn)
         })
+    }
+}
+
+/// Cuts the positions of records compacted away from the front of each space's
+/// list (keeping the last: it carries the next LSN), so the map's memory follows
+/// what the log holds, not how many LSNs were ever written.
+pub(super) fn trim_positions(spaces: &mut HashMap<SpaceNo, LsnVec<RecordPos>>) {
+    for positions in spaces.values_mut() {
+        let mut cut = positions.first();
+        while cut < positions.end() && positions.get(cut).is_some_and(RecordPos::is_absent) {
+            cut += 1;
+        }
+        positions.cut_below(cut);
     }
 }
 
@@ -406,10 +423,17 @@ impl Log for FileLog {
             let positions = spaces
                 .get(&space)
                 .ok_or_else(|| Error::SpaceNotFound(format!("#{}", space.0)))?;
-            let idx = lsn.checked_sub(1).and_then(|i| usize::try_from(i).ok());
-            let pos = *idx.and_then(|i| positions.get(i)).ok_or_else(|| {
-                Error::invalid(format!("LSN {lsn} is not committed in space #{}", space.0))
-            })?;
+            let pos = match positions.get(lsn) {
+                Some(pos) => *pos,
+                // Cut with the front of the log: compacted away.
+                None if lsn > 0 && lsn < positions.first() => RecordPos::ABSENT,
+                None => {
+                    return Err(Error::invalid(format!(
+                        "LSN {lsn} is not committed in space #{}",
+                        space.0
+                    )));
+                }
+            };
             if pos.is_absent() {
                 return Err(Error::Forgotten {
                     space: format!("#{}", space.0),
@@ -447,11 +471,7 @@ impl Log for FileLog {
     }
 
     fn last_lsn(&self, space: SpaceNo) -> Option<Lsn> {
-        self.shared
-            .spaces
-            .read()
-            .get(&space)
-            .map(|p| p.len() as Lsn)
+        self.shared.spaces.read().get(&space).map(LsnVec::end)
     }
 
     fn stats(&self) -> LogStats {

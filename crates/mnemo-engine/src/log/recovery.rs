@@ -24,6 +24,7 @@ use super::seg_index::{IndexEntry, read_index, write_index};
 use super::segment::{RecordPos, Segment, segment_path};
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileHandle, FileSystem, OpenMode};
+use crate::lsn_vec::LsnVec;
 use crate::types::{Lsn, SpaceNo};
 
 /// Where cut bytes are kept, under the log directory.
@@ -47,13 +48,13 @@ pub(super) type Resume = HashMap<SpaceNo, ResumeAt>;
 /// Places a recovered frame's position: LSNs rise by one, except over records a
 /// compaction removed (at or below the checkpoint; without one, with a warning).
 fn place(
-    positions: &mut Vec<RecordPos>,
+    positions: &mut LsnVec<RecordPos>,
     space: SpaceNo,
     lsn: Lsn,
     pos: RecordPos,
     at: ResumeAt,
 ) -> std::result::Result<(), String> {
-    let expected = positions.len() as Lsn + 1;
+    let expected = positions.end() + 1;
     if lsn < expected {
         return Err(format!(
             "space {} LSN {lsn} where {expected} was expected",
@@ -78,7 +79,12 @@ fn place(
                 "LSNs missing from the log (compacted away?) and no checkpointed state: their session marks are gone"
             );
         }
-        positions.resize((lsn - 1) as usize, RecordPos::ABSENT);
+        if positions.is_empty() {
+            // Nothing before: the positions start at the first record present.
+            *positions = LsnVec::starting_at(lsn);
+        } else {
+            positions.fill_to(lsn, RecordPos::ABSENT);
+        }
     }
     positions.push(pos);
     Ok(())
@@ -91,7 +97,7 @@ pub(super) fn recover_segment(
     no: u32,
     is_last: bool,
     scratch: &mut Vec<u8>,
-    spaces: &mut HashMap<SpaceNo, Vec<RecordPos>>,
+    spaces: &mut HashMap<SpaceNo, LsnVec<RecordPos>>,
     resume: &Resume,
     recovered: &mut dyn FnMut(Committed<'_>),
 ) -> Result<Segment> {
@@ -215,7 +221,7 @@ fn from_index(
     no: u32,
     file: &Arc<dyn FileHandle>,
     path: &Path,
-    spaces: &mut HashMap<SpaceNo, Vec<RecordPos>>,
+    spaces: &mut HashMap<SpaceNo, LsnVec<RecordPos>>,
     resume: &Resume,
     recovered: &mut dyn FnMut(Committed<'_>),
 ) -> Result<Option<Segment>> {

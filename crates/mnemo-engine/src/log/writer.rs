@@ -109,7 +109,7 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             };
             let k = assigned.entry(req.space).or_insert(0);
             *k += 1;
-            let lsn = positions.len() as u64 + *k;
+            let lsn = positions.end() + *k;
             let start = buf.len();
             let len = frame::encode_frame(buf, req.space, lsn, &req.body);
             placed.push(Placed {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::deaths::Deaths;
 use crate::codec::{Dec, DecError, Enc};
+use crate::lsn_vec::LsnVec;
 use crate::record::ObservationAttrs;
 use crate::types::{Filter, Lsn, TagTest};
 
@@ -29,15 +30,10 @@ pub(crate) struct Attrs {
     sessions: HashMap<String, RoaringTreemap>,
     /// LSNs that are not memories: forget records and records lost to damage.
     control: RoaringTreemap,
-    /// Columns, index `lsn - 1`.
-    occurred: Vec<i64>,
-    recorded: Vec<i64>,
-    confidence: Vec<f32>,
-    /// When the memory expires (µs; 0: never).
-    expires: Vec<i64>,
-    /// The commit clock: the latest `recorded_at` of any record up to this LSN
-    /// (so it never goes back; a snapshot's commit time).
-    clock: Vec<i64>,
+    /// One row per LSN, from the oldest one still needed: rows of records the log
+    /// no longer has (purged memories, forget records) are cut from the front, so
+    /// a space that keeps forgetting (a TTL) keeps a bounded state.
+    rows: LsnVec<Row>,
     /// id → LSN of the latest memory with it.
     ids: HashMap<Uuid, Lsn>,
     /// Ids of observations admitted and not yet committed, with how many (more
@@ -50,6 +46,32 @@ pub(crate) struct Attrs {
     superseding: HashSet<Uuid>,
     /// Deaths: forgotten, superseded, expired.
     pub(crate) deaths: Deaths,
+}
+
+/// A record's columns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Row {
+    occurred: i64,
+    recorded: i64,
+    confidence: f32,
+    /// When the memory expires (µs; 0: never).
+    expires: i64,
+    /// The commit clock: the latest `recorded_at` of any record up to this LSN
+    /// (so it never goes back; a snapshot's commit time).
+    clock: i64,
+}
+
+impl Row {
+    /// The row of a record that is not a memory, at commit clock `clock`.
+    fn control(clock: i64) -> Row {
+        Row {
+            occurred: i64::MIN,
+            recorded: i64::MIN,
+            confidence: 0.0,
+            expires: 0,
+            clock,
+        }
+    }
 }
 
 /// An id is taken already (by the memory at this LSN; none: by one in flight).
@@ -66,27 +88,20 @@ pub(crate) enum NotLive {
 }
 
 impl Attrs {
-    /// Grows the columns to hold `lsn` (the next LSN; earlier gaps are filled as
-    /// nothing). False if `lsn` was applied already (a duplicate delivery must not
-    /// shift columns).
-    fn grow(&mut self, lsn: Lsn, recorded_at: i64) -> bool {
-        let at = (lsn - 1) as usize;
-        if at < self.occurred.len() {
-            return false;
+    /// The commit clock after record `lsn` recorded at `recorded_at`, if `lsn` is
+    /// the next LSN (earlier gaps are filled as nothing); `None` if `lsn` was
+    /// applied already (a duplicate delivery must not shift rows).
+    fn grow(&mut self, lsn: Lsn, recorded_at: i64) -> Option<i64> {
+        if lsn <= self.rows.end() {
+            return None;
         }
-        let clock = self.clock.last().copied().unwrap_or(i64::MIN);
-        if at > self.occurred.len() {
+        let clock = self.rows.last().map_or(i64::MIN, |r| r.clock);
+        if lsn > self.rows.end() + 1 {
             // LSNs with no record here (compacted away): not memories.
-            self.control
-                .insert_range(self.occurred.len() as Lsn + 1..lsn);
+            self.control.insert_range(self.rows.end() + 1..lsn);
+            self.rows.fill_to(lsn, Row::control(clock));
         }
-        self.occurred.resize(at, i64::MIN);
-        self.recorded.resize(at, i64::MIN);
-        self.confidence.resize(at, 0.0);
-        self.expires.resize(at, 0);
-        self.clock.resize(at, clock);
-        self.clock.push(clock.max(recorded_at));
-        true
+        Some(clock.max(recorded_at))
     }
 
     /// Takes in record `lsn`, a memory (`Some`) or a record lost to log damage.
@@ -96,14 +111,17 @@ impl Attrs {
             self.push_control(lsn, i64::MIN);
             return;
         };
-        if !self.grow(lsn, rec.recorded_at_us) {
+        let Some(clock) = self.grow(lsn, rec.recorded_at_us) else {
             return;
-        }
-        self.occurred.push(rec.occurred_at_us);
-        self.recorded.push(rec.recorded_at_us);
-        self.confidence.push(rec.confidence);
+        };
         let expires = rec.expires_at_us.unwrap_or(0);
-        self.expires.push(expires);
+        self.rows.push(Row {
+            occurred: rec.occurred_at_us,
+            recorded: rec.recorded_at_us,
+            confidence: rec.confidence,
+            expires,
+            clock,
+        });
         if expires != 0 && !self.deaths.is_dead(lsn) {
             self.deaths.expire_later(lsn, expires);
         }
@@ -162,25 +180,22 @@ impl Attrs {
     /// Takes in a record that is not a memory (a forget record, recorded at
     /// `recorded_at`; `i64::MIN` for a record lost to damage).
     pub(crate) fn push_control(&mut self, lsn: Lsn, recorded_at: i64) {
-        if !self.grow(lsn, recorded_at) {
+        let Some(clock) = self.grow(lsn, recorded_at) else {
             return;
-        }
-        self.occurred.push(i64::MIN);
-        self.recorded.push(i64::MIN);
-        self.confidence.push(0.0);
-        self.expires.push(0);
+        };
+        self.rows.push(Row::control(clock));
         self.control.insert(lsn);
     }
 
     /// Kills memory `lsn` at `at`; false if it is not a memory or was dead already.
     pub(crate) fn kill(&mut self, lsn: Lsn, at: Lsn) -> bool {
-        let Some(i) = index(lsn).filter(|&i| i < self.occurred.len()) else {
+        let Some(row) = self.rows.get(lsn) else {
             return false;
         };
         if self.control.contains(lsn) {
             return false;
         }
-        self.deaths.kill(lsn, at, self.expires[i])
+        self.deaths.kill(lsn, at, row.expires)
     }
 
     /// Reserves `id` for an observation being admitted; `Err` if a live memory (or
@@ -248,19 +263,19 @@ impl Attrs {
 
     /// `(occurred_at_us, confidence)` of `lsn`.
     pub(crate) fn time_and_confidence(&self, lsn: Lsn) -> Option<(i64, f32)> {
-        let at = index(lsn)?;
-        Some((*self.occurred.get(at)?, *self.confidence.get(at)?))
+        let row = self.rows.get(lsn)?;
+        Some((row.occurred, row.confidence))
     }
 
     /// When the memory `lsn` expires (µs), if it does.
     pub(crate) fn expires_at(&self, lsn: Lsn) -> Option<i64> {
-        self.expires.get(index(lsn)?).copied().filter(|&e| e != 0)
+        self.rows.get(lsn).map(|r| r.expires).filter(|&e| e != 0)
     }
 
     /// The commit time of `snapshot`: the latest `recorded_at` of a record up to it.
     pub(crate) fn commit_time(&self, snapshot: Lsn) -> Option<i64> {
-        let at = index(snapshot)?.min(self.clock.len().checked_sub(1)?);
-        self.clock.get(at).copied().filter(|&t| t != i64::MIN)
+        let row = self.rows.get(snapshot.min(self.rows.end()))?;
+        Some(row.clock).filter(|&t| t != i64::MIN)
     }
 
     /// True if memory `lsn` is not seen at `snapshot`: dead at it, or expired by
@@ -316,7 +331,7 @@ impl Attrs {
         snapshot: Lsn,
         lost: &BTreeSet<Lsn>,
     ) -> RoaringTreemap {
-        let known = (self.occurred.len() as Lsn).min(snapshot);
+        let known = self.applied().min(snapshot);
         let mut set: Option<RoaringTreemap> = None;
         let mut narrow = |b: RoaringTreemap| {
             set = Some(match set.take() {
@@ -355,7 +370,7 @@ impl Attrs {
         }
         let mut set = set.unwrap_or_else(|| {
             let mut all = RoaringTreemap::new();
-            all.insert_range(1..=known);
+            all.insert_range(self.rows.first()..=known);
             all -= &self.control;
             all
         });
@@ -380,12 +395,11 @@ impl Attrs {
             return set;
         }
         RoaringTreemap::from_sorted_iter(set.iter().filter(|&lsn| {
-            let at = (lsn - 1) as usize;
-            filter.occurred_at.contains(self.occurred[at])
-                && filter.recorded_at.contains(self.recorded[at])
-                && filter
-                    .min_confidence
-                    .is_none_or(|m| self.confidence[at] >= m)
+            self.rows.get(lsn).is_some_and(|r| {
+                filter.occurred_at.contains(r.occurred)
+                    && filter.recorded_at.contains(r.recorded)
+                    && filter.min_confidence.is_none_or(|m| r.confidence >= m)
+            })
         }))
         .unwrap_or_default()
     }
@@ -408,11 +422,8 @@ impl Attrs {
         strip(&mut self.tag_keys);
         strip(&mut self.sessions);
         for lsn in lsns {
-            if let Some(i) = index(lsn).filter(|&i| i < self.occurred.len()) {
-                self.occurred[i] = i64::MIN;
-                self.recorded[i] = i64::MIN;
-                self.confidence[i] = 0.0;
-                self.expires[i] = 0;
+            if let Some(row) = self.rows.get_mut(lsn) {
+                *row = Row::control(row.clock);
             }
         }
         let deaths = &self.deaths;
@@ -440,16 +451,17 @@ impl Attrs {
     /// How many memories `snapshot` sees (lost records not taken out).
     pub(crate) fn memories_at(&self, snapshot: Lsn) -> u64 {
         let known = self.applied().min(snapshot);
-        let mut gone = self.control.clone();
-        gone |= self.hidden_set(snapshot);
-        gone.remove_range(known + 1..);
-        known - gone.len()
+        let mut seen = RoaringTreemap::new();
+        seen.insert_range(self.rows.first()..=known);
+        seen -= &self.control;
+        seen -= self.hidden_set(snapshot);
+        seen.len()
     }
 
     /// Every memory not dead (the keys a graph may hold), in LSN order.
     pub(crate) fn live_memories(&self) -> Vec<Lsn> {
         let mut all = RoaringTreemap::new();
-        all.insert_range(1..=self.applied());
+        all.insert_range(self.rows.first()..=self.applied());
         all -= &self.control;
         all -= self.deaths.dead();
         all.iter().collect()
@@ -457,7 +469,22 @@ impl Attrs {
 
     /// The highest LSN taken in (records up to it are all applied).
     pub(crate) fn applied(&self) -> Lsn {
-        self.occurred.len() as Lsn
+        self.rows.end()
+    }
+
+    /// Cuts the rows of the oldest records while the log no longer needs them
+    /// (see [`Attrs::removable`]); returns the first LSN kept. The last row is
+    /// kept (it holds the commit clock).
+    pub(crate) fn trim(&mut self) -> Lsn {
+        let removable = self.removable();
+        let mut cut = self.rows.first();
+        while cut < self.rows.end() && removable.contains(cut) {
+            cut += 1;
+        }
+        self.rows.cut_below(cut);
+        self.control = super::deaths::run_compressed(&self.control);
+        self.deaths.compress();
+        cut
     }
 
     /// Writes everything but what is in flight (reservations), for a checkpoint.
@@ -477,12 +504,15 @@ impl Attrs {
         lists(e, &self.tag_keys);
         lists(e, &self.sessions);
         e.bitmap(&self.control);
-        e.u64(self.occurred.len() as u64);
-        self.occurred.iter().for_each(|&v| e.i64(v));
-        self.recorded.iter().for_each(|&v| e.i64(v));
-        self.confidence.iter().for_each(|&v| e.f32(v));
-        self.expires.iter().for_each(|&v| e.i64(v));
-        self.clock.iter().for_each(|&v| e.i64(v));
+        e.u64(self.rows.first());
+        e.u64(self.rows.len() as u64);
+        for (_, r) in self.rows.iter() {
+            e.i64(r.occurred);
+            e.i64(r.recorded);
+            e.f32(r.confidence);
+            e.i64(r.expires);
+            e.i64(r.clock);
+        }
         e.u64(self.ids.len() as u64);
         for (id, &lsn) in &self.ids {
             e.buf.extend_from_slice(id.as_bytes());
@@ -515,12 +545,16 @@ impl Attrs {
         a.tag_keys = lists(d)?;
         a.sessions = lists(d)?;
         a.control = d.bitmap()?;
-        let n = d.count(36)?;
-        a.occurred = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
-        a.recorded = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
-        a.confidence = (0..n).map(|_| d.f32()).collect::<Result<_, _>>()?;
-        a.expires = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
-        a.clock = (0..n).map(|_| d.i64()).collect::<Result<_, _>>()?;
+        a.rows = LsnVec::starting_at(d.u64()?);
+        for _ in 0..d.count(36)? {
+            a.rows.push(Row {
+                occurred: d.i64()?,
+                recorded: d.i64()?,
+                confidence: d.f32()?,
+                expires: d.i64()?,
+                clock: d.i64()?,
+            });
+        }
         let n = d.count(24)?;
         a.ids.reserve(n);
         for _ in 0..n {
@@ -536,9 +570,14 @@ impl Attrs {
         }
         a.deaths = Deaths::decode(d)?;
         // The expiry sweep's work list: live memories with an expiry.
-        for (i, &e) in a.expires.iter().enumerate() {
-            let lsn = i as Lsn + 1;
-            if e != 0 && !a.deaths.is_dead(lsn) {
+        let expiring: Vec<(Lsn, i64)> = a
+            .rows
+            .iter()
+            .filter(|(_, r)| r.expires != 0)
+            .map(|(lsn, r)| (lsn, r.expires))
+            .collect();
+        for (lsn, e) in expiring {
+            if !a.deaths.is_dead(lsn) {
                 a.deaths.expire_later(lsn, e);
             }
         }
@@ -563,19 +602,10 @@ impl Attrs {
                     .map(|(s, b)| s.len() + b.serialized_size()),
             )
             .sum();
-        let columns = self.occurred.capacity() * 8
-            + self.recorded.capacity() * 8
-            + self.confidence.capacity() * 4
-            + self.expires.capacity() * 8
-            + self.clock.capacity() * 8;
+        let columns = self.rows.capacity_bytes();
         let ids = self.ids.capacity() * (16 + 8 + 1) + self.prior.capacity() * 17;
         bitmaps + columns + ids + self.control.serialized_size() + self.deaths.memory_bytes()
     }
-}
-
-/// The column index of `lsn`.
-fn index(lsn: Lsn) -> Option<usize> {
-    usize::try_from(lsn.checked_sub(1)?).ok()
 }
 
 /// Appends `lsn` to a bitmap (LSNs come in order, so this is the cheap path).

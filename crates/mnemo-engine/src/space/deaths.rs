@@ -36,6 +36,15 @@ pub(crate) struct Deaths {
     changes: u64,
 }
 
+/// `set` with each container in its smallest form (runs where they are smaller).
+pub(crate) fn run_compressed(set: &RoaringTreemap) -> RoaringTreemap {
+    RoaringTreemap::from_bitmaps(set.bitmaps().map(|(hi, b)| {
+        let mut b = b.clone();
+        b.optimize();
+        (hi, b)
+    }))
+}
+
 /// The second an expiry (µs) falls in.
 fn second(us: i64) -> i64 {
     us.div_euclid(1_000_000)
@@ -181,6 +190,12 @@ impl Deaths {
                 }
             }
         }
+    }
+
+    /// Stores the dead set as runs where that is smaller: once memories die and
+    /// are cut in order (a TTL), it is a few long runs, not a bit per LSN.
+    pub(crate) fn compress(&mut self) {
+        self.dead = run_compressed(&self.dead);
     }
 
     /// Every memory that died, purged or not.

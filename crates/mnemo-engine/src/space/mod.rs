@@ -28,6 +28,7 @@ use crate::index::hnsw::Hnsw;
 use crate::ingest::queue::SpaceQueue;
 use crate::io::FileSystem;
 use crate::log::Log;
+use crate::lsn_vec::LsnVec;
 use crate::record::{self, ForgetRecord, ObservationRecord};
 use crate::types::{Filter, Lsn, Memory, SpaceInfo, SpaceStats};
 use attrs::Attrs;
@@ -35,6 +36,10 @@ use roaring::RoaringTreemap;
 
 /// The LSN a session sequence maps to when its record was lost to log damage.
 pub(crate) const LOST: Lsn = 0;
+
+/// The LSN a session sequence maps to once its memory was forgotten and its
+/// mark cut (the log no longer has it; a duplicate is acked without LSN or id).
+pub(crate) const COMPACTED: Lsn = Lsn::MAX;
 
 /// A waitable LSN that only grows.
 pub(crate) struct Watermark {
@@ -108,9 +113,9 @@ pub(crate) struct Space {
     pub(crate) committed: Watermark,
     /// Highest LSN such that everything up to it is in the graph.
     pub(crate) indexed: Watermark,
-    /// Session id → LSN of each of its sequence numbers (index `seq - 1`; [`LOST`]
-    /// for a sequence lost to log damage).
-    sessions: Mutex<HashMap<String, Vec<Lsn>>>,
+    /// Session id → LSN of each of its sequence numbers ([`LOST`] for a sequence
+    /// lost to log damage), from the oldest whose record the log still needs.
+    sessions: Mutex<HashMap<String, LsnVec<Lsn>>>,
     /// LSNs lost to log damage (placeholders written by `mnemo repair`).
     lost: RwLock<BTreeSet<Lsn>>,
     /// Posting lists, columns and ids of every memory (filters, get by id).
@@ -198,8 +203,8 @@ impl Space {
             Some(seqs) => seqs,
             None => sessions.entry(session.to_owned()).or_default(),
         };
-        let next = seqs.len() as u64 + 1;
-        if seq < next && seqs.get((seq - 1) as usize) == Some(&lsn) {
+        let next = seqs.end() + 1;
+        if seq < next && seqs.get(seq) == Some(&lsn) {
             return; // replayed after a checkpoint of the state that has it
         }
         if seq > next {
@@ -211,9 +216,9 @@ impl Space {
                 lost_to = seq - 1,
                 "session sequences lost to log damage"
             );
-            seqs.resize((seq - 1) as usize, LOST);
+            seqs.fill_to(seq, LOST);
         }
-        if seq == seqs.len() as u64 + 1 {
+        if seq == seqs.end() + 1 {
             seqs.push(lsn);
         } else {
             tracing::warn!(session, seq, "out-of-order session sequence not tracked");
@@ -370,13 +375,20 @@ impl Space {
     pub(crate) fn session_high_water(&self, session: &str) -> Option<(u64, Lsn)> {
         let sessions = self.sessions.lock();
         let seqs = sessions.get(session)?;
-        seqs.last().map(|lsn| (seqs.len() as u64, *lsn))
+        seqs.last().map(|lsn| (seqs.end(), *lsn))
     }
 
     /// LSN of `seq` in `session`, if it was committed.
     pub(crate) fn session_lsn(&self, session: &str, seq: u64) -> Option<Lsn> {
-        let idx = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.sessions.lock().get(session)?.get(idx).copied()
+        let sessions = self.sessions.lock();
+        let seqs = sessions.get(session)?;
+        if seq == 0 {
+            return None;
+        }
+        if seq < seqs.first() {
+            return Some(COMPACTED);
+        }
+        seqs.get(seq).copied()
     }
 
     /// Saves a checkpoint (the graph and the state) if the graph moved past the

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! "MNEMOSTA" u32 version=1 | u64 applied LSN | attributes (attrs.rs, deaths.rs)
-//! u64 sessions, each: str id, u64 n, n × u64 LSN | u64 lost, each u64 | u32 crc32c
+//! u64 sessions, each: str id, u64 first seq, u64 n, n × u64 LSN | u64 lost, each u64 | u32 crc32c
 //! ```
 
 use roaring::RoaringTreemap;
@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::Space;
 use super::attrs::Attrs;
 use crate::codec::{Dec, DecError, Enc};
+use crate::lsn_vec::LsnVec;
 use crate::types::Lsn;
 
 const MAGIC: &[u8; 8] = b"MNEMOSTA";
@@ -25,7 +26,7 @@ const VERSION: u32 = 1;
 /// What a state file holds, decoded.
 pub(crate) struct State {
     attrs: Attrs,
-    sessions: HashMap<String, Vec<Lsn>>,
+    sessions: HashMap<String, LsnVec<Lsn>>,
     lost: BTreeSet<Lsn>,
 }
 
@@ -68,8 +69,9 @@ impl Space {
             e.u64(sessions.len() as u64);
             for (id, lsns) in sessions.iter() {
                 e.str(id);
+                e.u64(lsns.first());
                 e.u64(lsns.len() as u64);
-                lsns.iter().for_each(|&l| e.u64(l));
+                lsns.iter().for_each(|(_, &l)| e.u64(l));
             }
         }
         {
@@ -92,6 +94,31 @@ impl Space {
         *self.sessions.lock() = state.sessions;
         *self.lost.write() = state.lost;
         *self.compactable.lock() = compactable;
+    }
+}
+
+impl Space {
+    /// Cuts per-LSN state the log no longer backs: the attribute rows and the
+    /// session marks of the oldest records, while they are removable (the last
+    /// mark of each session is kept: it is where the session resumes).
+    pub(crate) fn trim_state(&self) {
+        let removable = {
+            let mut attrs = self.attrs.write();
+            attrs.trim();
+            attrs.removable()
+        };
+        let mut sessions = self.sessions.lock();
+        for seqs in sessions.values_mut() {
+            let mut cut = seqs.first();
+            while cut < seqs.end()
+                && seqs
+                    .get(cut)
+                    .is_some_and(|&l| l != super::LOST && removable.contains(l))
+            {
+                cut += 1;
+            }
+            seqs.cut_below(cut);
+        }
     }
 }
 
@@ -129,8 +156,10 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<State, DecError> {
     let mut sessions = HashMap::new();
     for _ in 0..d.count(16)? {
         let id = d.str()?.to_owned();
-        let n = d.count(8)?;
-        let lsns = (0..n).map(|_| d.u64()).collect::<Result<Vec<_>, _>>()?;
+        let mut lsns = LsnVec::starting_at(d.u64()?);
+        for _ in 0..d.count(8)? {
+            lsns.push(d.u64()?);
+        }
         sessions.insert(id, lsns);
     }
     let n = d.count(8)?;

@@ -169,6 +169,90 @@ fn forgetting_half_and_compacting_gives_disk_back_and_erases_every_trace() {
     e.close().unwrap();
 }
 
+/// Bytes of the newest state checkpoint under `dir`.
+fn state_bytes(dir: &Path) -> u64 {
+    let mut states: Vec<(String, u64)> = all_files(dir)
+        .into_iter()
+        .filter(|(p, _)| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("state-"))
+        })
+        .map(|(p, b)| (p, b.len() as u64))
+        .collect();
+    states.sort();
+    states.last().map_or(0, |s| s.1)
+}
+
+#[test]
+fn a_space_that_keeps_forgetting_keeps_a_bounded_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    e.create_space("t", exact_space()).unwrap();
+    let session = e.open_session("t", Some("feed")).unwrap();
+    let per_round = 400;
+    let mut sizes = Vec::new();
+    let mut seq = 0;
+    for round in 0..6u64 {
+        for _ in 0..per_round {
+            seq += 1;
+            let mut o = observation(seq);
+            o.tags = [("round".to_string(), round.to_string())].into();
+            session
+                .observe(seq, o, mnemo_engine::Lane::Normal)
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        let round_filter = Filter {
+            tags: vec![TagClause {
+                key: "round".into(),
+                test: TagTest::Equals(round.to_string()),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(e.forget("t", &[], &round_filter).unwrap().count, per_round);
+        let _ = e.compact("t").unwrap();
+        sizes.push((state_bytes(dir.path()), e.log_stats().bytes_on_disk));
+    }
+    // Without cutting per-LSN rows and session marks, the state would grow by
+    // ~44 bytes per observation each round (17 KB); it stays put instead.
+    let (first_state, first_log) = sizes[1];
+    for &(state, log) in &sizes[2..] {
+        assert!(
+            state <= first_state + 512,
+            "state file sizes by round: {sizes:?}"
+        );
+        assert!(
+            log <= first_log + (64 << 10),
+            "log sizes by round: {sizes:?}"
+        );
+    }
+    // An early sequence, cut with its memory, is still a duplicate; the session
+    // resumes after its last sequence, and the next LSN follows the old ones.
+    let dup = session
+        .observe(3, observation(3), mnemo_engine::Lane::Normal)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(dup.kind, mnemo_engine::AckKind::Duplicate);
+    assert_eq!((dup.lsn, dup.id), (0, Uuid::nil()));
+    drop(session);
+    let last = e.snapshot("t").unwrap();
+    e.close().unwrap();
+    let e = Engine::open(cfg(dir.path())).unwrap();
+    assert_eq!(
+        e.session_high_water("t", "feed").unwrap().map(|h| h.0),
+        Some(seq)
+    );
+    let next = e.observe_blocking("t", observation(seq + 1)).unwrap();
+    assert_eq!(next.lsn, last + 1);
+    let snap = e.snapshot("t").unwrap();
+    let (all, _) = e.export("t", 0, snap, 100_000, None).unwrap();
+    assert_eq!(all.len(), 1);
+    e.close().unwrap();
+}
+
 #[test]
 fn compaction_under_ingest_and_recall_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
