@@ -55,7 +55,8 @@ pub struct RetentionConfig {
     /// The erasure bound: a forgotten, superseded or expired memory's content and
     /// embedding are in no file of the data directory this long after it was
     /// forgotten (every half of it, spaces are checkpointed and the log segments
-    /// holding one are rewritten). Default 3,600 (an hour); at least 60.
+    /// holding one are rewritten). Default 3,600 (an hour); at least 2 (small
+    /// values rewrite segments often).
     pub erase_within_s: u64,
     /// How often sealed segments are checked for space to give back, in seconds.
     /// Default 60.
@@ -93,9 +94,9 @@ impl RetentionConfig {
                 "retention.maintenance_interval_ms must be in 10..=3600000",
             ));
         }
-        if self.erase_within_s < 60 {
+        if self.erase_within_s < 2 {
             return Err(Error::invalid(
-                "retention.erase_within_s must be at least 60",
+                "retention.erase_within_s must be at least 2",
             ));
         }
         if self.compact_interval_s == 0 {

@@ -169,6 +169,42 @@ fn forgetting_half_and_compacting_gives_disk_back_and_erases_every_trace() {
     e.close().unwrap();
 }
 
+#[test]
+fn the_background_compactor_erases_forgotten_memories_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.retention.maintenance_interval_ms = 100;
+    c.retention.erase_within_s = 2;
+    let e = Engine::open(c).unwrap();
+    e.create_space("b", exact_space()).unwrap();
+    let n = 600;
+    for i in 0..n {
+        e.observe_blocking("b", observation(i)).unwrap();
+    }
+    e.wait_indexed("b", n, Duration::from_secs(60)).unwrap();
+    e.checkpoint("b").unwrap();
+    assert!(!traces(dir.path(), 0).is_empty());
+    let f = e.forget("b", &[], &half(0)).unwrap();
+    assert_eq!(f.count, n / 2);
+    // No `compact`: the maintainer purges, the erase pass (every second here)
+    // checkpoints and rewrites. Well within 30 s even on a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let left = |i: u64| traces(dir.path(), i);
+    while (0..n).step_by(2).any(|i| !left(i).is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still on disk after 30 s: memory 0 in {:?}",
+            left(0)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !traces(dir.path(), 1).is_empty(),
+        "a kept memory was erased"
+    );
+    e.close().unwrap();
+}
+
 /// Bytes of the newest state checkpoint under `dir`.
 fn state_bytes(dir: &Path) -> u64 {
     let mut states: Vec<(String, u64)> = all_files(dir)
