@@ -114,6 +114,7 @@ impl Client {
             ids,
             snapshot_lsn,
             include_embedding: false,
+            packed_embeddings: false,
         };
         Ok(self.stub().get_memories(req).await?.into_inner())
     }

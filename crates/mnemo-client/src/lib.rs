@@ -56,5 +56,5 @@ pub mod session;
 pub use calls::Client;
 pub use connect::{Bearer, ConnectOptions, Stub};
 pub use error::{Error, Result};
-pub use mnemo_proto::pb;
+pub use mnemo_proto::{pack_f32, pb, unpack_f32};
 pub use session::{Feed, ObserveStream, SessionEvents, SessionOptions, SessionSummary};

@@ -75,7 +75,7 @@ pub fn observation(o: pb::Observation) -> Result<engine::Observation, Status> {
     Ok(engine::Observation {
         id,
         content: o.content,
-        embedding: o.embedding,
+        embedding: embedding(o.embedding, &o.embedding_f32, "embedding")?,
         confidence: o.confidence,
         occurred_at_us: o.occurred_at_us,
         tags: o.tags.into_iter().collect(),
@@ -95,8 +95,52 @@ pub(crate) fn lane(l: i32) -> engine::Lane {
     }
 }
 
+/// A vector sent as `repeated float` or packed (`<what>_f32`: little-endian f32
+/// bytes): exactly one of the two may be set (both empty: an empty vector, which
+/// the dimension check refuses).
+pub(crate) fn embedding(floats: Vec<f32>, packed: &[u8], what: &str) -> Result<Vec<f32>, Status> {
+    if packed.is_empty() {
+        return Ok(floats);
+    }
+    if !floats.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "both {what} and {what}_f32 are set: send one"
+        )));
+    }
+    mnemo_proto::unpack_f32(packed).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "{what}_f32 has {} bytes, not a multiple of 4 (little-endian f32)",
+            packed.len()
+        ))
+    })
+}
+
+/// How a memory's embedding goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmbeddingForm {
+    Omitted,
+    Floats,
+    Packed,
+}
+
+impl EmbeddingForm {
+    /// From a request's `include_embedding` and `packed_embeddings`.
+    pub(crate) fn of(include: bool, packed: bool) -> Self {
+        match (include, packed) {
+            (false, _) => EmbeddingForm::Omitted,
+            (true, false) => EmbeddingForm::Floats,
+            (true, true) => EmbeddingForm::Packed,
+        }
+    }
+}
+
 /// A memory for the wire.
-pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
+pub(crate) fn memory(m: engine::Memory, form: EmbeddingForm) -> pb::Memory {
+    let (embedding, embedding_f32) = match form {
+        EmbeddingForm::Omitted => (Vec::new(), Vec::new()),
+        EmbeddingForm::Floats => (m.embedding, Vec::new()),
+        EmbeddingForm::Packed => (Vec::new(), mnemo_proto::pack_f32(&m.embedding)),
+    };
     pb::Memory {
         id: m.id.to_string(),
         lsn: m.lsn,
@@ -108,11 +152,8 @@ pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
         recorded_at_us: m.recorded_at_us,
         session_id: m.session_id,
         session_sequence: m.session_seq,
-        embedding: if with_embedding {
-            m.embedding
-        } else {
-            Vec::new()
-        },
+        embedding,
+        embedding_f32,
         expires_at_us: m.expires_at_us,
         supersedes: m.supersedes.map(|s| s.to_string()).unwrap_or_default(),
     }
@@ -122,7 +163,8 @@ pub(crate) fn memory(m: engine::Memory, with_embedding: bool) -> pb::Memory {
 /// engine's bound is INVALID_ARGUMENT.
 pub fn recall_request(r: &pb::RecallRequest) -> Result<engine::RecallRequest, Status> {
     let k = if r.k == 0 { 10 } else { r.k as usize };
-    let mut req = engine::RecallRequest::new(r.cue.clone(), k);
+    let cue = embedding(r.cue.clone(), &r.cue_f32, "cue")?;
+    let mut req = engine::RecallRequest::new(cue, k);
     req.snapshot = if r.min_lsn > 0 {
         engine::SnapshotSpec::AtLeast(r.min_lsn)
     } else if r.snapshot_lsn > 0 {

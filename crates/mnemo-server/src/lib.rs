@@ -25,6 +25,7 @@ pub use recall_pool::RecallPool;
 pub use runtime::{RuntimeLayout, Runtimes};
 pub use server::{Options, ServeError, serve};
 pub use service::{EngineSlot, Limits, MnemoService};
+pub use stream::MAX_BATCH_OBSERVATIONS;
 
 /// Request conversions exposed for the fuzz targets (`fuzz/`) only: not a stable API.
 #[doc(hidden)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::Status;
 
-use crate::convert::status;
+use crate::convert::{EmbeddingForm, status};
 use crate::offload::ranking;
 use crate::{RecallPool, convert, pb};
 
@@ -39,7 +39,7 @@ pub(crate) struct Reading {
     pub(crate) eager: usize,
     /// ... or this many bytes.
     pub(crate) eager_bytes: usize,
-    pub(crate) with_embedding: bool,
+    pub(crate) embedding: EmbeddingForm,
 }
 
 impl Reading {
@@ -48,7 +48,7 @@ impl Reading {
         batch_size: u32,
         max_bytes: usize,
         eager: usize,
-        with_embedding: bool,
+        embedding: EmbeddingForm,
     ) -> Self {
         Reading {
             batch: if batch_size == 0 {
@@ -59,7 +59,7 @@ impl Reading {
             max_bytes,
             eager,
             eager_bytes: max_bytes,
-            with_embedding,
+            embedding,
         }
     }
 
@@ -97,7 +97,7 @@ fn read_batch(
         let Some(m) = cursor.next_batch(1)?.pop() else {
             break;
         };
-        let m = convert::memory(m, reading.with_embedding);
+        let m = convert::memory(m, reading.embedding);
         bytes += m.encoded_len();
         out.push(m);
     }

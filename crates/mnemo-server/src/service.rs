@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Access, Auth, Right};
-use crate::convert::{self, status};
+use crate::convert::{self, EmbeddingForm, status};
 use crate::offload::blocking;
 use crate::pb;
 use crate::pb::mnemo_server::Mnemo;
@@ -186,6 +186,8 @@ impl MnemoService {
                 "lanes".into(),
                 "flow_control".into(),
                 "stream_status".into(),
+                "observation_batch".into(),
+                "packed_embeddings".into(),
             ],
             limits: Some(self.limits_message(engine)),
         };
@@ -277,7 +279,7 @@ impl Mnemo for MnemoService {
             r.batch_size,
             self.limits.max_response_bytes,
             EAGER_MEMORIES,
-            r.include_embedding,
+            EmbeddingForm::of(r.include_embedding, r.packed_embeddings),
         );
         // Batches up to EAGER_MEMORIES memories in all come back with the ranking; a
         // larger k streams on.
@@ -355,7 +357,7 @@ impl Mnemo for MnemoService {
             n => n.min(4096) as usize,
         };
         let max_bytes = self.limits.max_response_bytes;
-        let with_embedding = r.include_embedding;
+        let with_embedding = EmbeddingForm::of(r.include_embedding, r.packed_embeddings);
         let space = r.space;
         // A filter is turned into the matching set once, for the whole export.
         let selection = match &r.filter {
@@ -462,7 +464,12 @@ impl Mnemo for MnemoService {
         let engine = Arc::clone(self.engine()?);
         let req = convert::recall_request(&r)?;
         let max = self.limits.max_response_bytes;
-        let reading = Reading::new(0, max, 1, r.include_embedding);
+        let reading = Reading::new(
+            0,
+            max,
+            1,
+            EmbeddingForm::of(r.include_embedding, r.packed_embeddings),
+        );
         let mut ranked = self.recaller(&engine).rank(r.space, req, reading).await?;
         if !ranked.cursor.is_done() {
             let fit = ranked.batches.iter().map(Vec::len).sum::<usize>();
@@ -494,7 +501,7 @@ impl Mnemo for MnemoService {
         }
         let ids = convert::ids(&r.ids)?;
         let snapshot = (r.snapshot_lsn > 0).then_some(r.snapshot_lsn);
-        let with_embedding = r.include_embedding;
+        let with_embedding = EmbeddingForm::of(r.include_embedding, r.packed_embeddings);
         let got = blocking(move || engine.get_memories(&r.space, &ids, snapshot)).await?;
         Ok(Response::new(pb::GetMemoriesResponse {
             memories: got

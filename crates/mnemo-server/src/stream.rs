@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
-use crate::convert::{self, status};
+use crate::convert::{self, EmbeddingForm, status};
 use crate::indexed_watch::IndexedWatch;
 use crate::offload::blocking;
 use crate::pb;
@@ -23,6 +23,8 @@ use crate::recall_batches::{Reading, Recaller};
 /// What the client sent, whichever stream it came on.
 pub(crate) enum Incoming {
     Observation(pb::Observation),
+    /// An `ObservationBatch`'s observations.
+    Batch(Vec<pb::Observation>),
     Recall(pb::RecallQuery),
     FlowControl(pb::FlowControl),
     Close(pb::Close),
@@ -37,6 +39,7 @@ impl From<pb::ObserveRequest> for Incoming {
         use pb::observe_request::Kind;
         match m.kind {
             Some(Kind::Observation(o)) => Incoming::Observation(o),
+            Some(Kind::Batch(b)) => Incoming::Batch(b.observations),
             Some(Kind::FlowControl(f)) => Incoming::FlowControl(f),
             Some(Kind::Close(c)) => Incoming::Close(c),
             Some(Kind::Init(i)) => Incoming::Init(i),
@@ -50,6 +53,7 @@ impl From<pb::MemoryRequest> for Incoming {
         use pb::memory_request::Kind;
         match m.kind {
             Some(Kind::Observation(o)) => Incoming::Observation(o),
+            Some(Kind::Batch(b)) => Incoming::Batch(b.observations),
             Some(Kind::Recall(q)) => Incoming::Recall(q),
             Some(Kind::FlowControl(f)) => Incoming::FlowControl(f),
             Some(Kind::Close(c)) => Incoming::Close(c),
@@ -128,6 +132,8 @@ impl Wire for pb::MemoryResponse {
 
 /// Most recalls of one MemoryStream running or waiting to be sent.
 const MAX_RECALLS_PENDING: usize = 16;
+/// Most observations in one `ObservationBatch` (more ends the stream: INVALID_ARGUMENT).
+pub const MAX_BATCH_OBSERVATIONS: usize = 4096;
 /// Inbound messages a session handles before it lets other tasks on its thread run.
 const MESSAGES_PER_POLL: usize = 32;
 
@@ -201,6 +207,26 @@ impl<W: Wire> SessionStream<W> {
                             if let Some(rejected) = ack
                                 && !self.send(W::acks(vec![rejected])).await
                             {
+                                return;
+                            }
+                        }
+                        Incoming::Batch(batch) => {
+                            if batch.len() > MAX_BATCH_OBSERVATIONS {
+                                self.fail(Status::invalid_argument(format!(
+                                    "an ObservationBatch of {} observations: at most {MAX_BATCH_OBSERVATIONS}",
+                                    batch.len()
+                                ))).await;
+                                return;
+                            }
+                            let mut refused = Vec::new();
+                            for o in batch {
+                                let ack = match session.as_ref() {
+                                    Some(s) => self.submit(s, o, &mut pending),
+                                    None => Some(convert::rejected(o.sequence, &Error::SessionClosed { session: String::new(), why: "closed" })),
+                                };
+                                refused.extend(ack);
+                            }
+                            if !refused.is_empty() && !self.send(W::acks(refused)).await {
                                 return;
                             }
                         }
@@ -360,8 +386,8 @@ impl<W: Wire> SessionStream<W> {
         };
         // The whole answer is built before it is sent: it must fit in the budget.
         let max = self.max_response_bytes;
-        let reading =
-            Reading::new(req.batch_size, max, usize::MAX, req.include_embedding).total_bytes(max);
+        let form = EmbeddingForm::of(req.include_embedding, req.packed_embeddings);
+        let reading = Reading::new(req.batch_size, max, usize::MAX, form).total_bytes(max);
         let recaller = self.recaller.clone();
         Box::pin(async move {
             let _permit = permit;

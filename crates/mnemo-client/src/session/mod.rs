@@ -142,6 +142,9 @@ enum Ended {
 /// Wake at least this often while the feed may still produce (a feed may end on
 /// a clock, such as a timed benchmark).
 const IDLE_WAKE: Duration = Duration::from_millis(100);
+/// Most observations per batch message (the server's bound).
+const MAX_BATCH: usize = 4096;
+
 /// Least wait before re-sending a refused observation.
 const MIN_RETRY: Duration = Duration::from_millis(10);
 
@@ -234,6 +237,13 @@ impl Run<'_> {
             .clone_from(&stream.init().session_id);
         self.resume_at(stream.init().next_sequence)?;
         let mut window = u64::from(stream.init().credit_window.max(1));
+        let batches = stream.can("observation_batch");
+        let packed = stream.can("packed_embeddings");
+        let batch_bytes = stream
+            .init()
+            .limits
+            .as_ref()
+            .map_or(1 << 20, |l| (l.max_message_bytes as usize / 4).max(1));
         // Unacked observations go first, in sequence order.
         let mut to_send: BTreeSet<u64> = self.unacked.keys().copied().collect();
         let mut in_flight = 0u64;
@@ -245,14 +255,38 @@ impl Run<'_> {
             if retry_at.is_some_and(|t| now >= t) {
                 retry_at = None;
             }
+            // What the window allows goes out in batches of at most a quarter of the
+            // message limit (one message each to a server without batches).
             while retry_at.is_none() && !closing && in_flight < window {
-                let Some(obs) = self.take_next(&mut to_send, now)? else {
-                    break;
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while in_flight + (batch.len() as u64) < window
+                    && batch.len() < MAX_BATCH
+                    && bytes < batch_bytes
+                {
+                    let Some(mut obs) = self.take_next(&mut to_send, now)? else {
+                        break;
+                    };
+                    if packed && !obs.embedding.is_empty() {
+                        obs.embedding_f32 = mnemo_proto::pack_f32(&obs.embedding);
+                        obs.embedding = Vec::new();
+                    }
+                    bytes += prost::Message::encoded_len(&obs);
+                    batch.push(obs);
+                    if !batches {
+                        break;
+                    }
+                }
+                let n = batch.len() as u64;
+                let sent = match batch.len() {
+                    0 => break,
+                    1 => stream.send(batch.remove(0)).await,
+                    _ => stream.send_batch(batch).await,
                 };
-                if let Err(e) = stream.send(obs).await {
+                if let Err(e) = sent {
                     return lost(e, progress);
                 }
-                in_flight += 1;
+                in_flight += n;
             }
             if !closing && self.feed_done && self.unacked.is_empty() {
                 closing = true;

@@ -72,6 +72,20 @@ impl ObserveStream {
             .map_err(|_| Error::Protocol("the stream is closed".into()))
     }
 
+    /// Sends several observations in one message (`ObservationBatch`; the server
+    /// must list the `observation_batch` capability).
+    pub async fn send_batch(&self, observations: Vec<pb::Observation>) -> Result<()> {
+        self.tx
+            .send(request(Out::Batch(pb::ObservationBatch { observations })))
+            .await
+            .map_err(|_| Error::Protocol("the stream is closed".into()))
+    }
+
+    /// True if the server listed `capability` in its InitAck.
+    pub fn can(&self, capability: &str) -> bool {
+        self.init.capabilities.iter().any(|c| c == capability)
+    }
+
     /// Asks the server to close the session once everything sent is acked (and, with
     /// `drain`, indexed); the server answers `Closed`.
     pub async fn close(&self, drain: bool) -> Result<()> {

@@ -17,4 +17,5 @@ mod hostile;
 mod interop;
 mod memory_stream;
 mod observe;
+mod packed;
 mod read_path;
