@@ -75,8 +75,8 @@ fn main() -> mnemo_engine::Result<()> {
                             "kind".to_string(),
                             ["fact", "note", "plan"][(id % 3) as usize].to_string(),
                         ),
-                        // Which half a forget takes.
-                        ("half".to_string(), (id % 2).to_string()),
+                        // Which half a forget takes: half of every cluster.
+                        ("half".to_string(), ((id / 256) % 2).to_string()),
                     ]
                     .into(),
                     ..Default::default()
@@ -232,6 +232,20 @@ fn forget_half_and_compact(
     centres: &[Vec<f32>],
 ) -> mnemo_engine::Result<()> {
     let before = dir_bytes(dir.as_ref());
+    // 50 cues near the centres, exact top 10 by brute force over every memory
+    // (streamed through an export): the full graph's recall@10 first.
+    let mut r = StdRng::seed_from_u64(77);
+    let cues: Vec<Vec<f32>> = (0..50)
+        .map(|i| {
+            centres[i * 5 % centres.len()]
+                .iter()
+                .map(|c| c + r.random_range(-0.3..0.3))
+                .collect()
+        })
+        .collect();
+    let truth = exact_top10(engine, &cues)?;
+    let (recall, ms) = recall_at_10(engine, &cues, &truth)?;
+    println!("before forgetting: recall@10 {recall:.3}, {ms:.2} ms a recall");
     let half = Filter {
         tags: vec![TagClause {
             key: "half".into(),
@@ -247,17 +261,7 @@ fn forget_half_and_compact(
         t.elapsed().as_secs_f64(),
         f.lsn
     );
-    // recall@10 of what remains: 50 cues near the centres, exact top 10 by brute
-    // force over every memory left (streamed through an export).
-    let mut r = StdRng::seed_from_u64(77);
-    let cues: Vec<Vec<f32>> = (0..50)
-        .map(|i| {
-            centres[i * 5 % centres.len()]
-                .iter()
-                .map(|c| c + r.random_range(-0.3..0.3))
-                .collect()
-        })
-        .collect();
+    // recall@10 of what remains, against brute force over it.
     let truth = exact_top10(engine, &cues)?;
     // Purged (out of the graph: half its nodes are removed ones), not yet rebuilt.
     engine.maintain()?;

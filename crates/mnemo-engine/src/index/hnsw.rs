@@ -724,4 +724,74 @@ mod concurrency_tests {
             assert!(lost.is_empty(), "round {round}: unreachable nodes {lost:?}");
         }
     }
+
+    /// A graph with half its nodes removed, rebuilt without them, finds what is
+    /// left at least as well as before the removals (clustered data: brute force
+    /// gives the truth).
+    #[test]
+    fn a_rebuilt_shard_keeps_recall() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let dim = 48;
+        let cfg = SpaceConfig::new(dim as u32);
+        let h = Hnsw::new(&cfg, 2).unwrap();
+        let mut r = StdRng::seed_from_u64(5);
+        let centres: Vec<Vec<f32>> = (0..32)
+            .map(|_| (0..dim).map(|_| r.random_range(-1.0..1.0)).collect())
+            .collect();
+        let rows: Vec<(Lsn, Vec<f32>)> = (1..=12_000u64)
+            .map(|l| {
+                let c = &centres[l as usize % centres.len()];
+                (l, c.iter().map(|x| x + r.random_range(-0.5..0.5)).collect())
+            })
+            .collect();
+        for part in rows.chunks(500) {
+            let refs: Vec<(Lsn, VectorRef<'_>)> =
+                part.iter().map(|(l, v)| (*l, VectorRef::F32(v))).collect();
+            h.add_batch(&refs, false, &RecallGate::default()).unwrap();
+        }
+        let cos = |a: &[f32], b: &[f32]| {
+            let (mut d, mut na, mut nb) = (0.0, 0.0, 0.0);
+            for (x, y) in a.iter().zip(b) {
+                d += x * y;
+                na += x * x;
+                nb += y * y;
+            }
+            d / (na * nb).sqrt()
+        };
+        let kept: Vec<&(Lsn, Vec<f32>)> = rows.iter().filter(|(l, _)| l % 2 == 1).collect();
+        let cues: Vec<Vec<f32>> = (0..40)
+            .map(|i| {
+                centres[i % 32]
+                    .iter()
+                    .map(|x| x + r.random_range(-0.3..0.3))
+                    .collect()
+            })
+            .collect();
+        let recall = |h: &Hnsw| {
+            let mut found = 0;
+            for q in &cues {
+                let mut exact: Vec<(f32, Lsn)> =
+                    kept.iter().map(|(l, v)| (cos(q, v), *l)).collect();
+                exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let want: Vec<Lsn> = exact[..10].iter().map(|x| x.1).collect();
+                let got = h.search(q, 10, &|l| l % 2 == 1).unwrap();
+                found += got.iter().filter(|(l, _)| want.contains(l)).count();
+            }
+            found as f64 / (10 * cues.len()) as f64
+        };
+        let filtered = recall(&h);
+        let even: roaring::RoaringTreemap =
+            rows.iter().map(|r| r.0).filter(|l| l % 2 == 0).collect();
+        assert_eq!(h.remove(&even).unwrap(), 6000);
+        let removed = recall(&h);
+        let candidates: Vec<Lsn> = kept.iter().map(|r| r.0).collect();
+        assert_eq!(h.rebuild_sparse(&cfg, &candidates, 0.3).unwrap(), 2);
+        assert_eq!(h.len(), 6000);
+        let rebuilt = recall(&h);
+        eprintln!("recall@10: filtered {filtered:.3}, removed {removed:.3}, rebuilt {rebuilt:.3}");
+        assert!(
+            rebuilt >= removed - 0.02 && rebuilt > 0.9,
+            "{filtered} {removed} {rebuilt}"
+        );
+    }
 }

@@ -1,0 +1,435 @@
+"""An Observe session: sequences, the credit window, batching, retries, resume.
+
+``Session`` assigns sequence numbers, keeps at most the server's credit window in
+flight, sends observations in ``ObservationBatch`` messages with packed embeddings,
+re-sends refusals after their ``retry_after``, and after a lost connection or a
+server restart resumes with the same session id, re-sending only what the server
+did not make durable (``InitAck.next_sequence``). Invalid observations are never
+retried: the session stops and raises ``InvalidObservation``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+import grpc
+
+from . import _requests, _vectors
+from .errors import AlreadyExists, InvalidObservation, MnemoError, NotFound, SessionError, from_rpc_error
+from .types import Ack, Pressure
+from .v1 import mnemo_pb2 as pb
+
+if TYPE_CHECKING:
+    from .client import Mnemo
+
+_MIN_RETRY = 0.01
+_MAX_BATCH = 4096
+_FATAL = {
+    pb.INVALID: InvalidObservation,
+    pb.NOT_FOUND: NotFound,
+    pb.ALREADY_EXISTS: AlreadyExists,
+}
+
+
+class Session:
+    """A live Observe session; use ``Mnemo.session(...)`` (a context manager)."""
+
+    def __init__(
+        self,
+        client: Mnemo,
+        space: str,
+        session_id: Optional[str] = None,
+        *,
+        window: int = 0,
+        batch_size: int = 512,
+        max_pending: int = 0,
+        want_indexed: bool = False,
+        lane: str = "normal",
+        on_pressure: Optional[Callable[[Pressure], None]] = None,
+        on_ack: Optional[Callable[[Ack], None]] = None,
+        reconnect_timeout: float = 60.0,
+    ) -> None:
+        if lane not in _requests.LANES:
+            raise ValueError(f"lane must be one of {sorted(_requests.LANES)}")
+        self._client = client
+        self.space = space
+        self.session_id = session_id or ""
+        self._want_window = window
+        self._batch = max(1, min(batch_size, _MAX_BATCH))
+        self._want_indexed = want_indexed
+        self._lane = _requests.LANES[lane]
+        self._on_pressure = on_pressure
+        self._on_ack = on_ack
+        self._reconnect_timeout = reconnect_timeout
+        self._cv = threading.Condition()
+        # All below under _cv.
+        self._next_seq = 1
+        self._unacked: dict[int, pb.Observation] = {}
+        self._cursor = 1  # next sequence to (re-)send on this stream
+        self._in_flight = 0
+        self._window = 1
+        self._retry_at = 0.0
+        self._error: Optional[BaseException] = None
+        self._closing = False
+        self._closed = False
+        self._stream_lost = False
+        self._max_pending = max_pending
+        #: Counters: accepted, duplicates (after a resume), refusals retried, reconnects.
+        self.accepted = 0
+        self.duplicates = 0
+        self.retried = 0
+        self.reconnects = 0
+        #: The last pressure the server reported.
+        self.pressure: Optional[Pressure] = None
+        #: The highest sequence acknowledged INDEXED (with ``want_indexed``).
+        self.indexed_sequence = 0
+        self._requests: Optional[queue.SimpleQueue[Optional[pb.ObserveRequest]]] = None
+        self._call: Any = None
+        self._open(resume_only=False)
+        self._worker = threading.Thread(target=self._run, name=f"mnemo-session-{self.session_id}", daemon=True)
+        self._worker.start()
+
+    # ---- the user's side -------------------------------------------------------------
+
+    def observe(
+        self,
+        content: str,
+        embedding: _vectors.Vector,
+        *,
+        tags: Optional[Mapping[str, str]] = None,
+        confidence: Optional[float] = None,
+        occurred_at: _requests.Time = None,
+        expires_at: _requests.Time = None,
+        id: Optional[str] = None,
+        supersedes: Optional[str] = None,
+    ) -> int:
+        """Queues one observation; returns its sequence number. Blocks while too many
+        are unacknowledged (the window, or ``max_pending``)."""
+        o = _requests.observation(
+            content,
+            embedding,
+            tags=tags,
+            confidence=confidence,
+            occurred_at=occurred_at,
+            expires_at=expires_at,
+            id=id,
+            supersedes=supersedes,
+        )
+        return self._enqueue([o])[0]
+
+    def observe_many(
+        self,
+        embeddings: Any,
+        contents: Sequence[str],
+        *,
+        tags: Optional[Sequence[Optional[Mapping[str, str]]]] = None,
+        ids: Optional[Sequence[Optional[str]]] = None,
+    ) -> range:
+        """Queues one observation per row of ``embeddings`` (a 2-d numpy array or a
+        sequence of vectors) with ``contents[i]`` (and ``tags[i]``, ``ids[i]``).
+        Returns the range of sequence numbers assigned."""
+        packed = _vectors.rows(embeddings)
+        if len(packed) != len(contents):
+            raise ValueError(f"{len(packed)} embeddings but {len(contents)} contents")
+        if tags is not None and len(tags) != len(packed):
+            raise ValueError(f"{len(packed)} embeddings but {len(tags)} tag maps")
+        if ids is not None and len(ids) != len(packed):
+            raise ValueError(f"{len(packed)} embeddings but {len(ids)} ids")
+        lane = self._lane
+        observations = []
+        for i, row in enumerate(packed):
+            o = pb.Observation(content=contents[i], embedding_f32=row, lane=lane)
+            if tags is not None and tags[i]:
+                o.tags.update(tags[i])  # type: ignore[arg-type]
+            if ids is not None and ids[i]:
+                o.id = ids[i]  # type: ignore[assignment]
+            observations.append(o)
+        seqs = self._enqueue(observations)
+        return range(seqs[0], seqs[0] + len(seqs)) if seqs else range(self._next_seq, self._next_seq)
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Waits until everything queued is acknowledged (durable and visible)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while self._unacked and self._error is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"{len(self._unacked)} observations still unacknowledged")
+                self._cv.wait(left if left is not None else 1.0)
+            self._raise_error()
+
+    def close(self, drain: bool = False, timeout: float = 120.0) -> int:
+        """Waits for every acknowledgement, then closes the session (with ``drain``:
+        once everything it sent is in the graph). Returns the final sequence."""
+        with self._cv:
+            if self._closed:
+                return self._next_seq - 1
+        try:
+            self.flush(timeout)
+            with self._cv:
+                self._closing = True
+                reqs = self._requests
+                self._cv.notify_all()
+            if reqs is not None:
+                reqs.put(pb.ObserveRequest(close=pb.Close(drain=drain)))
+            deadline = time.monotonic() + timeout
+            with self._cv:
+                while not self._closed and self._error is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("the server did not confirm the close")
+                    self._cv.wait(left)
+                self._raise_error()
+            return self._next_seq - 1
+        finally:
+            self._shutdown()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._shutdown()
+
+    @property
+    def unacknowledged(self) -> int:
+        """Observations queued or in flight, not yet acknowledged."""
+        with self._cv:
+            return len(self._unacked)
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _enqueue(self, observations: list[pb.Observation]) -> list[int]:
+        seqs = []
+        with self._cv:
+            self._raise_error()
+            if self._closing:
+                raise SessionError("the session is closing")
+            limit = self._max_pending or max(4 * self._window, 4 * self._batch)
+            for o in observations:
+                while len(self._unacked) >= limit and self._error is None:
+                    self._cv.notify_all()
+                    self._cv.wait(1.0)
+                self._raise_error()
+                seq = self._next_seq
+                o.sequence = seq
+                if not o.lane:
+                    o.lane = self._lane
+                self._unacked[seq] = o
+                self._next_seq += 1
+                seqs.append(seq)
+            self._cv.notify_all()
+        return seqs
+
+    def _open(self, resume_only: bool) -> None:
+        """Opens a stream (Init → InitAck) and resets the send state from next_sequence."""
+        reqs: queue.SimpleQueue[Optional[pb.ObserveRequest]] = queue.SimpleQueue()
+        reqs.put(
+            pb.ObserveRequest(
+                init=pb.Init(
+                    space=self.space,
+                    session_id=self.session_id,
+                    resume_only=resume_only,
+                    credit_window=self._want_window,
+                    want_indexed=self._want_indexed,
+                )
+            )
+        )
+
+        def requests() -> Iterator[pb.ObserveRequest]:
+            while True:
+                r = reqs.get()
+                if r is None:
+                    return
+                yield r
+
+        call = self._client._stub.Observe(requests(), metadata=self._client._conn.metadata)
+        try:
+            first = next(call)
+        except grpc.RpcError as e:
+            reqs.put(None)
+            raise from_rpc_error(e) from None
+        except StopIteration:
+            reqs.put(None)
+            raise SessionError("the server ended the stream before InitAck") from None
+        if first.WhichOneof("kind") != "init_ack":
+            reqs.put(None)
+            call.cancel()
+            raise SessionError(f"expected InitAck, got {first.WhichOneof('kind')}")
+        ack = first.init_ack
+        with self._cv:
+            self.session_id = ack.session_id
+            self._window = max(1, ack.credit_window)
+            nxt = ack.next_sequence
+            # Below next_sequence everything is durable: its acks were lost with the stream.
+            for seq in [s for s in self._unacked if s < nxt]:
+                del self._unacked[seq]
+                self.duplicates += 1
+            if not self._unacked and self._next_seq < nxt:
+                self._next_seq = nxt
+            self._cursor = nxt
+            self._in_flight = 0
+            self._retry_at = 0.0
+            self._stream_lost = False
+            self._requests = reqs
+            self._call = call
+            self._cv.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                call, reqs = self._call, self._requests
+            receiver = threading.Thread(target=self._receive, args=(call,), daemon=True)
+            receiver.start()
+            self._send_loop(reqs)
+            receiver.join()
+            with self._cv:
+                if self._closed or self._error is not None:
+                    return
+            if not self._reconnect():
+                return
+
+    def _reconnect(self) -> bool:
+        deadline = time.monotonic() + self._reconnect_timeout
+        delay = 0.05
+        last: Optional[BaseException] = None
+        while time.monotonic() < deadline:
+            with self._cv:
+                if self._error is not None:
+                    return False
+            try:
+                self._open(resume_only=True)
+                self.reconnects += 1
+                return True
+            except (MnemoError, grpc.RpcError) as e:
+                last = e
+                if isinstance(e, NotFound):
+                    break
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        with self._cv:
+            self._error = SessionError(f"could not resume session {self.session_id}: {last}")
+            self._cv.notify_all()
+        return False
+
+    def _send_loop(self, reqs: Optional[queue.SimpleQueue[Optional[pb.ObserveRequest]]]) -> None:
+        assert reqs is not None
+        while True:
+            with self._cv:
+                while True:
+                    if self._stream_lost or self._error is not None or self._closed:
+                        return
+                    now = time.monotonic()
+                    ready = self._cursor < self._next_seq and self._in_flight < self._window and now >= self._retry_at
+                    if ready:
+                        break
+                    wait = self._retry_at - now if self._retry_at > now else 0.5
+                    self._cv.wait(max(wait, 0.001))
+                batch: list[pb.Observation] = []
+                seq = self._cursor
+                room = min(self._window - self._in_flight, self._batch)
+                while seq < self._next_seq and len(batch) < room:
+                    o = self._unacked.get(seq)
+                    if o is not None:
+                        batch.append(o)
+                    seq += 1
+                self._cursor = seq
+                self._in_flight += len(batch)
+            if len(batch) == 1:
+                reqs.put(pb.ObserveRequest(observation=batch[0]))
+            elif batch:
+                reqs.put(pb.ObserveRequest(batch=pb.ObservationBatch(observations=batch)))
+
+    def _receive(self, call: Any) -> None:
+        try:
+            for msg in call:
+                kind = msg.WhichOneof("kind")
+                if kind == "acks":
+                    self._on_acks(msg.acks.acks)
+                elif kind == "status":
+                    p = Pressure.from_pb(msg.status)
+                    with self._cv:
+                        self.pressure = p
+                        self._window = max(1, msg.status.credit_window)
+                        self._cv.notify_all()
+                    if self._on_pressure is not None:
+                        self._on_pressure(p)
+                elif kind == "closed":
+                    with self._cv:
+                        self._closed = True
+                        self._cv.notify_all()
+                    return
+            lost: Optional[BaseException] = None
+        except grpc.RpcError as e:
+            lost = from_rpc_error(e)
+        with self._cv:
+            if not self._closed:
+                self._stream_lost = True
+                if self._closing and lost is not None and not isinstance(lost, MnemoError):
+                    self._error = lost
+            self._cv.notify_all()
+
+    def _on_acks(self, acks: Iterable[pb.Ack]) -> None:
+        done: list[Ack] = []
+        with self._cv:
+            for a in acks:
+                if a.status == pb.INDEXED:
+                    self.indexed_sequence = max(self.indexed_sequence, a.sequence)
+                    continue
+                self._in_flight = max(0, self._in_flight - 1)
+                if a.status in (pb.ACCEPTED, pb.DUPLICATE):
+                    if self._unacked.pop(a.sequence, None) is not None:
+                        if a.status == pb.ACCEPTED:
+                            self.accepted += 1
+                        else:
+                            self.duplicates += 1
+                        if self._on_ack is not None:
+                            done.append(Ack(a.sequence, a.memory_id, a.lsn, a.status == pb.DUPLICATE))
+                elif a.status == pb.REJECTED:
+                    self._on_refused(a)
+            self._cv.notify_all()
+        for ack in done:
+            assert self._on_ack is not None
+            self._on_ack(ack)
+
+    def _on_refused(self, a: pb.Ack) -> None:
+        code = a.code
+        if code in (pb.OVERLOADED, pb.WINDOW_EXCEEDED, pb.STORAGE_FULL):
+            self.retried += 1
+            at = time.monotonic() + max(a.retry_after_ms / 1000.0, _MIN_RETRY)
+            self._retry_at = max(self._retry_at, at)
+            self._cursor = min(self._cursor, a.sequence)
+        elif code == pb.SEQUENCE_GAP:
+            self._cursor = min(self._cursor, a.expected_sequence or a.sequence)
+        elif code in (pb.SESSION_CLOSED, pb.UNAVAILABLE):
+            self._stream_lost = True
+            if self._call is not None:
+                self._call.cancel()
+        else:
+            cls = _FATAL.get(code, InvalidObservation)
+            message = f"observation {a.sequence} refused: {a.reason}"
+            self._error = (
+                InvalidObservation(message, sequence=a.sequence) if cls is InvalidObservation else cls(message)
+            )
+
+    def _shutdown(self) -> None:
+        with self._cv:
+            self._closed = True
+            reqs, call = self._requests, self._call
+            self._cv.notify_all()
+        if reqs is not None:
+            reqs.put(None)
+        if call is not None:
+            call.cancel()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=5)
