@@ -279,7 +279,7 @@ fn forget_half_and_compact(
     );
     let (recall, ms) = recall_at_10(engine, &cues, &truth)?;
     println!(
-        "after the compaction (graph rebuilt): recall@10 of the memories left {recall:.3}, \
+        "after the compaction: recall@10 of the memories left {recall:.3}, \
          {ms:.2} ms a recall ({} cues)",
         cues.len()
     );

@@ -14,6 +14,7 @@ Quick start::
             print(hit.score, hit.content)
 """
 
+from .aio import AsyncMnemo, AsyncSession, AsyncSpaces
 from .client import DEFAULT_ADDRESS, Mnemo, RecallStream, Spaces
 from .errors import (
     AlreadyExists,
@@ -51,6 +52,9 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "Ack",
     "AlreadyExists",
+    "AsyncMnemo",
+    "AsyncSession",
+    "AsyncSpaces",
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",

@@ -28,6 +28,8 @@ pub struct Compacted {
     pub purged: u64,
     /// Log segments rewritten or deleted.
     pub segments_compacted: u64,
+    /// Graph shards rebuilt without their removed nodes.
+    pub graph_shards_rebuilt: u64,
     /// The log's bytes before and after.
     pub log_bytes_before: u64,
     /// See `log_bytes_before`.
@@ -75,12 +77,13 @@ impl Engine {
         }
         let before = self.inner.log.stats().bytes_on_disk;
         let purged = forget::purge(&space)?;
-        rebuild_graph(&self.inner, &space)?;
+        let graph_shards_rebuilt = rebuild_graph(&self.inner, &space)?;
         let checkpoint_lsn = space.checkpoint(true)?;
         let segments = compact_pass(&self.inner, Pass::Space(space.info.no))?;
         Ok(Compacted {
             purged,
             segments_compacted: segments,
+            graph_shards_rebuilt,
             log_bytes_before: before,
             log_bytes_after: self.inner.log.stats().bytes_on_disk,
             checkpoint_lsn,

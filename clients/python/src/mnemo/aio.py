@@ -1,0 +1,611 @@
+"""``AsyncMnemo``: the asyncio client (``grpc.aio``), with the same calls as ``Mnemo``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Optional, TypeVar
+
+import grpc
+
+from . import _requests, _vectors
+from ._channel import Connection, PathLike
+from .client import DEFAULT_ADDRESS
+from .errors import AlreadyExists, InvalidObservation, MnemoError, NotFound, SessionError, from_rpc_error
+from .types import (
+    Ack,
+    FilterLike,
+    Forgotten,
+    GetResult,
+    Memory,
+    Pressure,
+    Remembered,
+    ServerStats,
+    SpaceInfo,
+    SpaceStats,
+)
+from .v1 import mnemo_pb2 as pb
+from .v1 import mnemo_pb2_grpc
+
+T = TypeVar("T")
+
+_MIN_RETRY = 0.01
+_MAX_BATCH = 4096
+
+
+class AsyncMnemo:
+    """An asyncio connection to a Mnemo server; ``async with AsyncMnemo(...) as m``."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        api_key: Optional[str] = None,
+        tls_ca: Optional[PathLike] = None,
+        tls_cert: Optional[PathLike] = None,
+        tls_key: Optional[PathLike] = None,
+        tls_domain: Optional[str] = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._conn = Connection.make(
+            address, api_key=api_key, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, tls_domain=tls_domain
+        )
+        self._channel = self._conn.aio_channel()
+        self._stub = mnemo_pb2_grpc.MnemoStub(self._channel)  # type: ignore[no-untyped-call]
+        self.timeout = timeout
+        self.spaces = AsyncSpaces(self)
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Optional[float] = None) -> T:
+        try:
+            return await method(request, timeout=timeout or self.timeout, metadata=self._conn.metadata)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def __aenter__(self) -> AsyncMnemo:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def remember(
+        self,
+        space: str,
+        content: str,
+        embedding: _vectors.Vector,
+        *,
+        tags: Optional[Mapping[str, str]] = None,
+        confidence: Optional[float] = None,
+        occurred_at: _requests.Time = None,
+        expires_at: _requests.Time = None,
+        id: Optional[str] = None,
+        supersedes: Optional[str] = None,
+    ) -> Remembered:
+        """Stores one observation outside any session; durable and visible on return."""
+        o = _requests.observation(
+            content,
+            embedding,
+            tags=tags,
+            confidence=confidence,
+            occurred_at=occurred_at,
+            expires_at=expires_at,
+            id=id,
+            supersedes=supersedes,
+        )
+        r = await self._call(self._stub.Remember, pb.RememberRequest(space=space, observation=o))
+        return Remembered(r.memory_id, r.lsn)
+
+    def session(
+        self,
+        space: str,
+        session_id: Optional[str] = None,
+        *,
+        window: int = 0,
+        batch_size: int = 512,
+        lane: str = "normal",
+        on_pressure: Optional[Callable[[Pressure], None]] = None,
+        on_ack: Optional[Callable[[Ack], None]] = None,
+        reconnect_timeout: float = 60.0,
+    ) -> AsyncSession:
+        """An Observe session: ``async with m.session("space") as s: await s.observe_many(...)``."""
+        return AsyncSession(
+            self,
+            space,
+            session_id,
+            window=window,
+            batch_size=batch_size,
+            lane=lane,
+            on_pressure=on_pressure,
+            on_ack=on_ack,
+            reconnect_timeout=reconnect_timeout,
+        )
+
+    async def forget(
+        self, space: str, *, ids: Sequence[str] = (), session_id: Optional[str] = None, filter: FilterLike = None
+    ) -> Forgotten:
+        """Forgets the memories selected (their intersection; at least one selector)."""
+        req = _requests.forget(space, ids=ids, session_id=session_id, filter=filter)
+        r = await self._call(self._stub.Forget, req)
+        return Forgotten(r.forgotten, r.lsn)
+
+    async def compact(self, space: str, timeout: float = 600.0) -> pb.CompactResponse:
+        r: pb.CompactResponse = await self._call(self._stub.Compact, pb.CompactRequest(space=space), timeout)
+        return r
+
+    async def recall(
+        self,
+        space: str,
+        cue: _vectors.Vector,
+        k: int = 10,
+        *,
+        filter: FilterLike = None,
+        snapshot_lsn: int = 0,
+        min_lsn: int = 0,
+        max_wait_ms: int = 0,
+        include_embedding: bool = False,
+        half_life: Optional[timedelta] = None,
+        confidence_weight: float = 0.0,
+    ) -> list[Memory]:
+        """The ``k`` memories nearest ``cue`` (best first), under one snapshot."""
+        req = _requests.recall(
+            space,
+            cue,
+            k=k,
+            filter=filter,
+            snapshot_lsn=snapshot_lsn,
+            min_lsn=min_lsn,
+            max_wait_ms=max_wait_ms,
+            include_embedding=include_embedding,
+            half_life=half_life,
+            confidence_weight=confidence_weight,
+        )
+        r = await self._call(self._stub.RecallOnce, req)
+        return [Memory.from_pb(m) for m in r.memories]
+
+    async def recall_iter(
+        self, space: str, cue: _vectors.Vector, k: int = 10, *, batch_size: int = 0, filter: FilterLike = None
+    ) -> AsyncIterator[Memory]:
+        """A streaming recall, best first."""
+        req = _requests.recall(
+            space,
+            cue,
+            k=k,
+            filter=filter,
+            snapshot_lsn=0,
+            min_lsn=0,
+            max_wait_ms=0,
+            include_embedding=False,
+            half_life=None,
+            confidence_weight=0.0,
+            batch_size=batch_size,
+        )
+        try:
+            async for msg in self._stub.Recall(req, metadata=self._conn.metadata):
+                for m in msg.memories:
+                    yield Memory.from_pb(m)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    async def get(
+        self, space: str, ids: Sequence[str], *, snapshot_lsn: int = 0, include_embedding: bool = False
+    ) -> GetResult:
+        r = await self._call(
+            self._stub.GetMemories,
+            pb.GetMemoriesRequest(
+                space=space,
+                ids=list(ids),
+                snapshot_lsn=snapshot_lsn,
+                include_embedding=include_embedding,
+                packed_embeddings=include_embedding,
+            ),
+        )
+        return GetResult(
+            memories=[Memory.from_pb(m) for m in r.memories],
+            missing=list(r.missing),
+            superseded={s.id: s.superseded_by for s in r.superseded},
+            snapshot_lsn=r.snapshot_lsn,
+        )
+
+    async def export(
+        self,
+        space: str,
+        *,
+        after_lsn: int = 0,
+        snapshot_lsn: int = 0,
+        batch_size: int = 256,
+        include_embedding: bool = False,
+        filter: FilterLike = None,
+    ) -> AsyncIterator[Memory]:
+        req = _requests.export(
+            space,
+            after_lsn=after_lsn,
+            snapshot_lsn=snapshot_lsn,
+            batch_size=batch_size,
+            include_embedding=include_embedding,
+            filter=filter,
+        )
+        try:
+            async for msg in self._stub.Export(req, metadata=self._conn.metadata):
+                for m in msg.memories:
+                    yield Memory.from_pb(m)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    async def stats(self) -> ServerStats:
+        return ServerStats.from_pb(await self._call(self._stub.Stats, pb.StatsRequest()))
+
+
+class AsyncSpaces:
+    """Space administration (``client.spaces``)."""
+
+    def __init__(self, client: AsyncMnemo) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        name: str,
+        dim: int,
+        *,
+        metric: str = "cosine",
+        precision: str = "f16",
+        m: int = 0,
+        ef_construction: int = 0,
+        ef_search: int = 0,
+        ttl: Optional[timedelta] = None,
+    ) -> SpaceInfo:
+        req = _requests.create_space(
+            name,
+            dim,
+            metric=metric,
+            precision=precision,
+            m=m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            ttl=ttl,
+        )
+        c = self._client
+        return SpaceInfo.from_pb(await c._call(c._stub.CreateSpace, req))
+
+    async def list(self) -> list[SpaceInfo]:
+        c = self._client
+        r = await c._call(c._stub.ListSpaces, pb.ListSpacesRequest())
+        return [SpaceInfo.from_pb(s) for s in r.spaces]
+
+    async def describe(self, name: str) -> tuple[SpaceInfo, SpaceStats]:
+        c = self._client
+        r = await c._call(c._stub.DescribeSpace, pb.DescribeSpaceRequest(name=name))
+        return SpaceInfo.from_pb(r.info), SpaceStats.from_pb(r.stats)
+
+    async def drop(self, name: str) -> None:
+        c = self._client
+        await c._call(c._stub.DropSpace, pb.DropSpaceRequest(name=name))
+
+
+class AsyncSession:
+    """An asyncio Observe session (see ``mnemo.session.Session`` for the behaviour)."""
+
+    def __init__(
+        self,
+        client: AsyncMnemo,
+        space: str,
+        session_id: Optional[str],
+        *,
+        window: int,
+        batch_size: int,
+        lane: str,
+        on_pressure: Optional[Callable[[Pressure], None]],
+        on_ack: Optional[Callable[[Ack], None]],
+        reconnect_timeout: float,
+    ) -> None:
+        if lane not in _requests.LANES:
+            raise ValueError(f"lane must be one of {sorted(_requests.LANES)}")
+        self._client = client
+        self.space = space
+        self.session_id = session_id or ""
+        self._want_window = window
+        self._batch = max(1, min(batch_size, _MAX_BATCH))
+        self._lane = _requests.LANES[lane]
+        self._on_pressure = on_pressure
+        self._on_ack = on_ack
+        self._reconnect_timeout = reconnect_timeout
+        self._cv = asyncio.Condition()
+        self._next_seq = 1
+        self._unacked: dict[int, pb.Observation] = {}
+        self._cursor = 1
+        self._in_flight = 0
+        self._window = 1
+        self._retry_at = 0.0
+        self._error: Optional[BaseException] = None
+        self._closing = False
+        self._closed = False
+        self._lost = False
+        self._queue: Optional[asyncio.Queue[Optional[pb.ObserveRequest]]] = None
+        self._call: Any = None
+        self._task: Optional[asyncio.Task[None]] = None
+        self.accepted = 0
+        self.duplicates = 0
+        self.retried = 0
+        self.reconnects = 0
+        self.pressure: Optional[Pressure] = None
+
+    async def __aenter__(self) -> AsyncSession:
+        await self._open(resume_only=False)
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            await self._shutdown()
+
+    async def observe(self, content: str, embedding: _vectors.Vector, **fields: Any) -> int:
+        """Queues one observation (``tags``, ``confidence``, ``occurred_at``, ``expires_at``,
+        ``id``, ``supersedes``); returns its sequence number."""
+        return (await self._enqueue([_requests.observation(content, embedding, **fields)]))[0]
+
+    async def observe_many(
+        self,
+        embeddings: Any,
+        contents: Sequence[str],
+        *,
+        tags: Optional[Sequence[Optional[Mapping[str, str]]]] = None,
+        ids: Optional[Sequence[Optional[str]]] = None,
+    ) -> range:
+        """One observation per row of ``embeddings`` with ``contents[i]``; returns the sequences."""
+        packed = _vectors.rows(embeddings)
+        if len(packed) != len(contents):
+            raise ValueError(f"{len(packed)} embeddings but {len(contents)} contents")
+        observations = []
+        for i, row in enumerate(packed):
+            o = pb.Observation(content=contents[i], embedding_f32=row, lane=self._lane)
+            if tags is not None and tags[i]:
+                o.tags.update(tags[i])  # type: ignore[arg-type]
+            if ids is not None and ids[i]:
+                o.id = ids[i]  # type: ignore[assignment]
+            observations.append(o)
+        seqs = await self._enqueue(observations)
+        return range(seqs[0], seqs[-1] + 1) if seqs else range(self._next_seq, self._next_seq)
+
+    async def flush(self, timeout: Optional[float] = None) -> None:
+        """Waits until everything queued is acknowledged (durable and visible)."""
+
+        async def drained() -> None:
+            async with self._cv:
+                await self._cv.wait_for(lambda: not self._unacked or self._error is not None)
+
+        await asyncio.wait_for(drained(), timeout)
+        if self._error is not None:
+            raise self._error
+
+    async def close(self, drain: bool = False, timeout: float = 120.0) -> int:
+        """Waits for every acknowledgement, then closes the session; returns the final sequence."""
+        try:
+            await self.flush(timeout)
+            self._closing = True
+            if self._queue is not None:
+                await self._queue.put(pb.ObserveRequest(close=pb.Close(drain=drain)))
+
+            async def closed() -> None:
+                async with self._cv:
+                    await self._cv.wait_for(lambda: self._closed or self._error is not None)
+
+            await asyncio.wait_for(closed(), timeout)
+            if self._error is not None:
+                raise self._error
+            return self._next_seq - 1
+        finally:
+            await self._shutdown()
+
+    async def _enqueue(self, observations: list[pb.Observation]) -> list[int]:
+        seqs = []
+        async with self._cv:
+            if self._error is not None:
+                raise self._error
+            if self._closing:
+                raise SessionError("the session is closing")
+            limit = max(4 * self._window, 4 * self._batch)
+            for o in observations:
+                if len(self._unacked) >= limit:
+                    self._cv.notify_all()
+                    await self._cv.wait_for(lambda: len(self._unacked) < limit or self._error is not None)
+                if self._error is not None:
+                    raise self._error
+                seq = self._next_seq
+                o.sequence = seq
+                if not o.lane:
+                    o.lane = self._lane
+                self._unacked[seq] = o
+                self._next_seq += 1
+                seqs.append(seq)
+            self._cv.notify_all()
+        return seqs
+
+    async def _open(self, resume_only: bool) -> None:
+        q: asyncio.Queue[Optional[pb.ObserveRequest]] = asyncio.Queue()
+        init = pb.Init(
+            space=self.space, session_id=self.session_id, resume_only=resume_only, credit_window=self._want_window
+        )
+        await q.put(pb.ObserveRequest(init=init))
+
+        async def requests() -> AsyncIterator[pb.ObserveRequest]:
+            while True:
+                r = await q.get()
+                if r is None:
+                    return
+                yield r
+
+        call = self._client._stub.Observe(requests(), metadata=self._client._conn.metadata)
+        try:
+            first = await call.read()
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        if first is grpc.aio.EOF or first.WhichOneof("kind") != "init_ack":  # type: ignore[attr-defined]
+            call.cancel()
+            raise SessionError("the server did not answer Init with InitAck")
+        ack = first.init_ack
+        async with self._cv:
+            self.session_id = ack.session_id
+            self._window = max(1, ack.credit_window)
+            nxt = ack.next_sequence
+            for seq in [s for s in self._unacked if s < nxt]:
+                del self._unacked[seq]
+                self.duplicates += 1
+            if not self._unacked and self._next_seq < nxt:
+                self._next_seq = nxt
+            self._cursor = nxt
+            self._in_flight = 0
+            self._retry_at = 0.0
+            self._lost = False
+            self._queue = q
+            self._call = call
+            self._cv.notify_all()
+
+    async def _run(self) -> None:
+        while True:
+            receiver = asyncio.ensure_future(self._receive(self._call))
+            await self._send_loop()
+            await receiver
+            if self._closed or self._error is not None:
+                return
+            if not await self._reconnect():
+                return
+
+    async def _reconnect(self) -> bool:
+        deadline = time.monotonic() + self._reconnect_timeout
+        delay = 0.05
+        last: Optional[BaseException] = None
+        while time.monotonic() < deadline and self._error is None:
+            try:
+                await self._open(resume_only=True)
+                self.reconnects += 1
+                return True
+            except (MnemoError, grpc.RpcError) as e:
+                last = e
+                if isinstance(e, NotFound):
+                    break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        async with self._cv:
+            self._error = self._error or SessionError(f"could not resume session {self.session_id}: {last}")
+            self._cv.notify_all()
+        return False
+
+    async def _send_loop(self) -> None:
+        q = self._queue
+        assert q is not None
+        while True:
+            async with self._cv:
+                while True:
+                    if self._lost or self._error is not None or self._closed:
+                        return
+                    now = time.monotonic()
+                    if self._cursor < self._next_seq and self._in_flight < self._window and now >= self._retry_at:
+                        break
+                    wait = self._retry_at - now if self._retry_at > now else 0.5
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._cv.wait(), max(wait, 0.001))
+                batch: list[pb.Observation] = []
+                seq = self._cursor
+                room = min(self._window - self._in_flight, self._batch)
+                while seq < self._next_seq and len(batch) < room:
+                    o = self._unacked.get(seq)
+                    if o is not None:
+                        batch.append(o)
+                    seq += 1
+                self._cursor = seq
+                self._in_flight += len(batch)
+            if len(batch) == 1:
+                await q.put(pb.ObserveRequest(observation=batch[0]))
+            elif batch:
+                await q.put(pb.ObserveRequest(batch=pb.ObservationBatch(observations=batch)))
+
+    async def _receive(self, call: Any) -> None:
+        try:
+            async for msg in call:
+                kind = msg.WhichOneof("kind")
+                if kind == "acks":
+                    await self._on_acks(msg.acks.acks)
+                elif kind == "status":
+                    p = Pressure.from_pb(msg.status)
+                    async with self._cv:
+                        self.pressure = p
+                        self._window = max(1, msg.status.credit_window)
+                        self._cv.notify_all()
+                    if self._on_pressure is not None:
+                        self._on_pressure(p)
+                elif kind == "closed":
+                    async with self._cv:
+                        self._closed = True
+                        self._cv.notify_all()
+                    return
+        except grpc.RpcError:
+            pass
+        except asyncio.CancelledError:
+            pass
+        async with self._cv:
+            if not self._closed:
+                self._lost = True
+            self._cv.notify_all()
+
+    async def _on_acks(self, acks: Any) -> None:
+        done: list[Ack] = []
+        async with self._cv:
+            for a in acks:
+                if a.status == pb.INDEXED:
+                    continue
+                self._in_flight = max(0, self._in_flight - 1)
+                if a.status in (pb.ACCEPTED, pb.DUPLICATE):
+                    if self._unacked.pop(a.sequence, None) is not None:
+                        if a.status == pb.ACCEPTED:
+                            self.accepted += 1
+                        else:
+                            self.duplicates += 1
+                        if self._on_ack is not None:
+                            done.append(Ack(a.sequence, a.memory_id, a.lsn, a.status == pb.DUPLICATE))
+                elif a.status == pb.REJECTED:
+                    self._on_refused(a)
+            self._cv.notify_all()
+        for ack in done:
+            assert self._on_ack is not None
+            self._on_ack(ack)
+
+    def _on_refused(self, a: pb.Ack) -> None:
+        code = a.code
+        if code in (pb.OVERLOADED, pb.WINDOW_EXCEEDED, pb.STORAGE_FULL):
+            self.retried += 1
+            self._retry_at = max(self._retry_at, time.monotonic() + max(a.retry_after_ms / 1000.0, _MIN_RETRY))
+            self._cursor = min(self._cursor, a.sequence)
+        elif code == pb.SEQUENCE_GAP:
+            self._cursor = min(self._cursor, a.expected_sequence or a.sequence)
+        elif code in (pb.SESSION_CLOSED, pb.UNAVAILABLE):
+            self._lost = True
+            if self._call is not None:
+                self._call.cancel()
+        else:
+            message = f"observation {a.sequence} refused: {a.reason}"
+            if code == pb.NOT_FOUND:
+                self._error = NotFound(message)
+            elif code == pb.ALREADY_EXISTS:
+                self._error = AlreadyExists(message)
+            else:
+                self._error = InvalidObservation(message, sequence=a.sequence)
+
+    async def _shutdown(self) -> None:
+        async with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._queue is not None:
+            await self._queue.put(None)
+        if self._call is not None:
+            self._call.cancel()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
