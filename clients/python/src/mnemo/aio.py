@@ -527,7 +527,11 @@ class AsyncSession:
 
     async def _receive(self, call: Any) -> None:
         try:
-            async for msg in call:
+            while True:
+                # `read()` throughout: grpc.aio forbids mixing it with `async for`.
+                msg = await call.read()
+                if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    break
                 kind = msg.WhichOneof("kind")
                 if kind == "acks":
                     await self._on_acks(msg.acks.acks)
