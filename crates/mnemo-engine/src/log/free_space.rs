@@ -12,6 +12,9 @@ pub(super) struct FreeSpace {
     /// Milliseconds since `epoch` of the last sample, plus one (0 = never).
     sampled_ms: AtomicU64,
     bytes: AtomicU64,
+    /// Bytes the log wrote since the sample: taken off it, so that a fast writer
+    /// cannot run past the reserve between two samples.
+    written: AtomicU64,
 }
 
 impl FreeSpace {
@@ -22,6 +25,7 @@ impl FreeSpace {
             epoch: std::time::Instant::now(),
             sampled_ms: AtomicU64::new(0),
             bytes: AtomicU64::new(u64::MAX),
+            written: AtomicU64::new(0),
         }
     }
 
@@ -33,10 +37,18 @@ impl FreeSpace {
         if last == 0 || now.saturating_sub(last) >= Self::MAX_AGE.as_millis() as u64 {
             let free = fs.free_bytes(dir).unwrap_or(u64::MAX);
             self.bytes.store(free, Ordering::Relaxed);
+            self.written.store(0, Ordering::Relaxed);
             self.sampled_ms.store(now, Ordering::Relaxed);
             // Our own sample, not what a slower concurrent sampler stored meanwhile.
             return free;
         }
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.written.load(Ordering::Relaxed))
+    }
+
+    /// The log wrote `n` bytes.
+    pub(super) fn wrote(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -250,6 +250,7 @@ fn write_and_sync(shared: &Shared, buf: &[u8]) -> Result<(u32, u64)> {
     if buf.is_empty() {
         return Ok((no, len));
     }
+    shared.free.wrote(buf.len() as u64);
     if let Err(e) = file.write_all_at(buf, len) {
         // A short write (no space left, file size limit) leaves part of a frame past
         // `len`. Cut it now, so that later appends and a rotation never seal garbage
