@@ -60,6 +60,12 @@ class Mnemo:
         )
         self._channel = self._conn.channel()
         self._stub = mnemo_pb2_grpc.MnemoStub(self._channel)  # type: ignore[no-untyped-call]
+        # Observe with requests already serialised (sessions frame batches themselves).
+        self._observe_raw = self._channel.stream_stream(
+            "/mnemo.v1.Mnemo/Observe",
+            request_serializer=None,
+            response_deserializer=pb.ObserveResponse.FromString,
+        )
         self.timeout = timeout
         #: Space administration: ``create``, ``list``, ``describe``, ``drop``.
         self.spaces = Spaces(self)
