@@ -38,11 +38,19 @@ def free_port() -> int:
 class Server:
     """One ``mnemo serve`` child process on a data directory; restartable."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        probe_key: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
+        self.args = args or []
+        self.probe_key = probe_key
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -57,13 +65,14 @@ class Server:
                 self.address,
                 "--metrics",
                 f"127.0.0.1:{free_port()}",
+                *self.args,
             ],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
-        with Mnemo(self.address, timeout=2) as m:
+        with Mnemo(self.address, timeout=2, api_key=self.probe_key) as m:
             while True:
                 try:
                     m.stats()
