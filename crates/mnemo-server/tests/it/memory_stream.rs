@@ -138,3 +138,82 @@ async fn observations_and_tagged_recalls_interleave_and_pause_holds_recalls_only
     }
     server.stop().await;
 }
+
+/// An `ObservationBatch` on a MemoryStream is acked per item, and a packed
+/// recall cue on the same stream finds what it wrote, with packed embeddings back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_packed_observations_and_a_packed_recall_on_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "b", 4).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tx.send(pb::MemoryRequest {
+        kind: Some(pb::memory_request::Kind::Init(pb::Init {
+            space: "b".into(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut out = c
+        .memory_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::memory_response::Kind::InitAck(_)) = out.message().await.unwrap().unwrap().kind
+    else {
+        panic!("expected InitAck");
+    };
+    let vector = |seq: u64| vec![seq as f32, 1.0, 0.0, 0.0];
+    let observations = (1..=50)
+        .map(|seq| pb::Observation {
+            content: format!("b{seq}"),
+            embedding_f32: mnemo_proto::pack_f32(&vector(seq)),
+            sequence: seq,
+            ..Default::default()
+        })
+        .collect();
+    tx.send(pb::MemoryRequest {
+        kind: Some(pb::memory_request::Kind::Batch(pb::ObservationBatch {
+            observations,
+        })),
+    })
+    .await
+    .unwrap();
+    tx.send(pb::MemoryRequest {
+        kind: Some(pb::memory_request::Kind::Recall(pb::RecallQuery {
+            request_id: "p".into(),
+            request: Some(pb::RecallRequest {
+                cue_f32: mnemo_proto::pack_f32(&vector(7)),
+                k: 1,
+                min_lsn: 50,
+                include_embedding: true,
+                packed_embeddings: true,
+                ..Default::default()
+            }),
+        })),
+    })
+    .await
+    .unwrap();
+    let (mut accepted, mut hit) = (Vec::new(), None);
+    while accepted.len() < 50 || hit.is_none() {
+        match out.message().await.unwrap().unwrap().kind {
+            Some(pb::memory_response::Kind::Acks(b)) => {
+                for a in b.acks {
+                    assert_eq!(a.status, pb::AckStatus::Accepted as i32, "{a:?}");
+                    accepted.push(a.sequence);
+                }
+            }
+            Some(pb::memory_response::Kind::Recall(r)) => {
+                assert!(r.error.is_empty(), "{}", r.error);
+                hit = r.memories.into_iter().next();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(accepted, (1..=50).collect::<Vec<_>>());
+    let hit = hit.unwrap();
+    assert_eq!(hit.content, "b7");
+    assert_eq!(hit.embedding_f32, mnemo_proto::pack_f32(&vector(7)));
+}
