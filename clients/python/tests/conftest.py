@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,7 @@ class Server:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         probe_key: str | None = None,
+        probe_tls: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -51,6 +53,7 @@ class Server:
         self.env = {**os.environ, **(env or {})}
         self.args = args or []
         self.probe_key = probe_key
+        self.probe_tls = probe_tls or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -72,7 +75,8 @@ class Server:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
-        with Mnemo(self.address, timeout=2, api_key=self.probe_key) as m:
+        address = f"https://{self.address}" if self.probe_tls else self.address
+        with Mnemo(address, timeout=2, api_key=self.probe_key, **self.probe_tls) as m:
             while True:
                 try:
                     m.stats()

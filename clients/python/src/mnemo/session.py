@@ -244,7 +244,7 @@ class Session:
             limit = self._max_pending or max(4 * self._window, 4 * self._batch)
             for o in observations:
                 while len(self._unacked) >= limit and self._error is None:
-                    self._cv.notify_all()
+                    self._pump()
                     self._cv.wait(1.0)
                 self._raise_error()
                 seq = self._next_seq
@@ -254,6 +254,7 @@ class Session:
                 self._unacked[seq] = o.SerializeToString()
                 self._next_seq += 1
                 seqs.append(seq)
+            self._pump()
             self._cv.notify_all()
         return seqs
 
@@ -349,28 +350,32 @@ class Session:
         return False
 
     def _send_loop(self, reqs: Optional[queue.SimpleQueue[Optional[bytes]]]) -> None:
+        """Sends when nothing else does: after a retry-after passes, and as a fallback.
+        Acks and new observations send directly (``_pump``), one thread hop fewer."""
         assert reqs is not None
-        while True:
-            with self._cv:
-                while True:
-                    if self._stream_lost or self._error is not None or self._closed:
-                        return
-                    now = time.monotonic()
-                    ready = self._cursor < self._next_seq and self._in_flight < self._window and now >= self._retry_at
-                    if ready:
-                        break
-                    wait = self._retry_at - now if self._retry_at > now else 0.5
-                    self._cv.wait(max(wait, 0.001))
-                batch: list[bytes] = []
-                seq = self._cursor
-                room = min(self._window - self._in_flight, self._batch)
-                while seq < self._next_seq and len(batch) < room:
-                    o = self._unacked.get(seq)
-                    if o is not None:
-                        batch.append(o)
-                    seq += 1
-                self._cursor = seq
-                self._in_flight += len(batch)
+        with self._cv:
+            while not (self._stream_lost or self._error is not None or self._closed):
+                self._pump()
+                now = time.monotonic()
+                wait = self._retry_at - now if self._retry_at > now else 0.5
+                self._cv.wait(max(wait, 0.001))
+
+    def _pump(self) -> None:
+        """Under the lock: sends what the window and the retry time allow, in order."""
+        reqs = self._requests
+        if reqs is None or self._stream_lost or self._error is not None or self._closed:
+            return
+        while self._cursor < self._next_seq and self._in_flight < self._window and time.monotonic() >= self._retry_at:
+            batch: list[bytes] = []
+            seq = self._cursor
+            room = min(self._window - self._in_flight, self._batch)
+            while seq < self._next_seq and len(batch) < room:
+                o = self._unacked.get(seq)
+                if o is not None:
+                    batch.append(o)
+                seq += 1
+            self._cursor = seq
+            self._in_flight += len(batch)
             if len(batch) == 1:
                 reqs.put(_frame(_OBSERVATION, batch[0]))
             elif batch:
@@ -423,6 +428,7 @@ class Session:
                             done.append(Ack(a.sequence, a.memory_id, a.lsn, a.status == pb.DUPLICATE))
                 elif a.status == pb.REJECTED:
                     self._on_refused(a)
+            self._pump()
             self._cv.notify_all()
         for ack in done:
             assert self._on_ack is not None
