@@ -94,6 +94,11 @@ class Server:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def restart_after_kill(self) -> None:
+        """SIGKILL, then start again on the same data directory and port."""
+        self.kill()
+        self.start()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

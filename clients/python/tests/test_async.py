@@ -49,3 +49,32 @@ async def test_async_calls_and_session(server: Server) -> None:
         await m.spaces.drop("a")
         with pytest.raises(mnemo.NotFound):
             await m.spaces.describe("a")
+
+
+async def test_an_async_session_resumes_exactly_once_across_a_server_kill(server: Server) -> None:
+    import asyncio
+
+    n = 10000
+    v = np.random.default_rng(8).standard_normal((n, DIM)).astype(np.float32)
+    contents = [f"a{i}" for i in range(n)]
+    async with AsyncMnemo(server.address) as m:
+        await m.spaces.create("r", DIM)
+
+        async def kill_and_restart() -> None:
+            while (await m.spaces.describe("r"))[1].committed_lsn < 2000:
+                await asyncio.sleep(0.005)
+            await asyncio.get_running_loop().run_in_executor(None, server.restart_after_kill)
+
+        killer = asyncio.ensure_future(kill_and_restart())
+        async with m.session("r", "async-resumer", batch_size=128) as s:
+            for start in range(0, n, 500):
+                await s.observe_many(v[start : start + 500], contents[start : start + 500])
+            await s.flush(timeout=120)
+            reconnects = s.reconnects
+        await killer
+        assert reconnects >= 1
+        stored: dict[str, int] = {}
+        async for mem in m.export("r", batch_size=4096):
+            stored[mem.content] = stored.get(mem.content, 0) + 1
+        assert len(stored) == n, f"{n - len(stored)} lost"
+        assert set(stored.values()) == {1}, "stored twice"
