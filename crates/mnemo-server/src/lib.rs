@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod convert;
+mod export;
 mod forget;
 mod indexed_watch;
 mod offload;
