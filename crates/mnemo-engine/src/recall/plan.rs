@@ -4,7 +4,7 @@
 //!   searched with `lsn ≤ snapshot` (the order that leaves no committed record
 //!   between the two tiers).
 //! - **A filter** is first turned into the exact set of matching LSNs at the
-//!   snapshot (posting lists and columns, `space/attrs.rs`). Up to
+//!   snapshot (posting lists and columns, `space/attrs/`). Up to
 //!   `recall_exact_limit` matches, every one is scored from its vector in memory (fresh
 //!   tier or graph): the true top k of the matches, however few they are. Above it,
 //!   both tiers are searched with the set as their predicate, and if the graph comes

@@ -7,7 +7,7 @@
 //! (records already taken in are skipped, deaths already known change nothing).
 //!
 //! ```text
-//! "MNEMOSTA" u32 version=1 | u64 applied LSN | attributes (attrs.rs, deaths.rs)
+//! "MNEMOSTA" u32 version=1 | u64 applied LSN | attributes (attrs/codec.rs, deaths.rs)
 //! u64 sessions, each: str id, u64 first seq, u64 n, n × u64 LSN | u64 lost, each u64 | u32 crc32c
 //! ```
 
