@@ -13,8 +13,9 @@ import grpc
 
 from . import _requests, _vectors
 from ._channel import Connection, PathLike
+from ._session_core import SessionCore
 from .client import DEFAULT_ADDRESS
-from .errors import AlreadyExists, InvalidObservation, MnemoError, NotFound, SessionError, from_rpc_error
+from .errors import MnemoError, NotFound, SessionError, from_rpc_error
 from .types import (
     Ack,
     FilterLike,
@@ -32,7 +33,6 @@ from .v1 import mnemo_pb2_grpc
 
 T = TypeVar("T")
 
-_MIN_RETRY = 0.01
 _MAX_BATCH = 4096
 
 
@@ -286,7 +286,7 @@ class AsyncSpaces:
         await c._call(c._stub.DropSpace, pb.DropSpaceRequest(name=name))
 
 
-class AsyncSession:
+class AsyncSession(SessionCore[pb.Observation]):
     """An asyncio Observe session (see ``mnemo.session.Session`` for the behaviour)."""
 
     def __init__(
@@ -306,31 +306,18 @@ class AsyncSession:
             raise ValueError(f"lane must be one of {sorted(_requests.LANES)}")
         self._client = client
         self.space = space
-        self.session_id = session_id or ""
+        self._init_core(session_id)
         self._want_window = window
-        self._batch = max(1, min(batch_size, _MAX_BATCH))
+        self._batch_size = max(1, min(batch_size, _MAX_BATCH))
         self._lane = _requests.LANES[lane]
         self._on_pressure = on_pressure
         self._on_ack = on_ack
         self._reconnect_timeout = reconnect_timeout
         self._cv = asyncio.Condition()
-        self._next_seq = 1
-        self._unacked: dict[int, pb.Observation] = {}
-        self._cursor = 1
-        self._in_flight = 0
-        self._window = 1
-        self._retry_at = 0.0
-        self._error: Optional[BaseException] = None
         self._closing = False
         self._closed = False
-        self._lost = False
         self._queue: Optional[asyncio.Queue[Optional[pb.ObserveRequest]]] = None
-        self._call: Any = None
         self._task: Optional[asyncio.Task[None]] = None
-        self.accepted = 0
-        self.duplicates = 0
-        self.retried = 0
-        self.reconnects = 0
         self.pressure: Optional[Pressure] = None
 
     async def __aenter__(self) -> AsyncSession:
@@ -409,7 +396,7 @@ class AsyncSession:
                 raise self._error
             if self._closing:
                 raise SessionError("the session is closing")
-            limit = max(4 * self._window, 4 * self._batch)
+            limit = max(4 * self._window, 4 * self._batch_size)
             for o in observations:
                 if len(self._unacked) >= limit:
                     self._cv.notify_all()
@@ -448,20 +435,8 @@ class AsyncSession:
         if first is grpc.aio.EOF or first.WhichOneof("kind") != "init_ack":  # type: ignore[attr-defined]
             call.cancel()
             raise SessionError("the server did not answer Init with InitAck")
-        ack = first.init_ack
         async with self._cv:
-            self.session_id = ack.session_id
-            self._window = max(1, ack.credit_window)
-            nxt = ack.next_sequence
-            for seq in [s for s in self._unacked if s < nxt]:
-                del self._unacked[seq]
-                self.duplicates += 1
-            if not self._unacked and self._next_seq < nxt:
-                self._next_seq = nxt
-            self._cursor = nxt
-            self._in_flight = 0
-            self._retry_at = 0.0
-            self._lost = False
+            self._resumed(first.init_ack)
             self._queue = q
             self._call = call
             self._cv.notify_all()
@@ -502,24 +477,15 @@ class AsyncSession:
         while True:
             async with self._cv:
                 while True:
-                    if self._lost or self._error is not None or self._closed:
+                    if self._stream_lost or self._error is not None or self._closed:
                         return
                     now = time.monotonic()
-                    if self._cursor < self._next_seq and self._in_flight < self._window and now >= self._retry_at:
+                    if self._may_send():
                         break
                     wait = self._retry_at - now if self._retry_at > now else 0.5
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._cv.wait(), max(wait, 0.001))
-                batch: list[pb.Observation] = []
-                seq = self._cursor
-                room = min(self._window - self._in_flight, self._batch)
-                while seq < self._next_seq and len(batch) < room:
-                    o = self._unacked.get(seq)
-                    if o is not None:
-                        batch.append(o)
-                    seq += 1
-                self._cursor = seq
-                self._in_flight += len(batch)
+                batch = self._batch(self._batch_size)
             if len(batch) == 1:
                 await q.put(pb.ObserveRequest(observation=batch[0]))
             elif batch:
@@ -554,51 +520,16 @@ class AsyncSession:
             pass
         async with self._cv:
             if not self._closed:
-                self._lost = True
+                self._stream_lost = True
             self._cv.notify_all()
 
     async def _on_acks(self, acks: Any) -> None:
-        done: list[Ack] = []
         async with self._cv:
-            for a in acks:
-                if a.status == pb.INDEXED:
-                    continue
-                self._in_flight = max(0, self._in_flight - 1)
-                if a.status in (pb.ACCEPTED, pb.DUPLICATE):
-                    if self._unacked.pop(a.sequence, None) is not None:
-                        if a.status == pb.ACCEPTED:
-                            self.accepted += 1
-                        else:
-                            self.duplicates += 1
-                        if self._on_ack is not None:
-                            done.append(Ack(a.sequence, a.memory_id, a.lsn, a.status == pb.DUPLICATE))
-                elif a.status == pb.REJECTED:
-                    self._on_refused(a)
+            done = [ack for a in acks if (ack := self._acked(a, self._on_ack is not None)) is not None]
             self._cv.notify_all()
         for ack in done:
             assert self._on_ack is not None
             self._on_ack(ack)
-
-    def _on_refused(self, a: pb.Ack) -> None:
-        code = a.code
-        if code in (pb.OVERLOADED, pb.WINDOW_EXCEEDED, pb.STORAGE_FULL):
-            self.retried += 1
-            self._retry_at = max(self._retry_at, time.monotonic() + max(a.retry_after_ms / 1000.0, _MIN_RETRY))
-            self._cursor = min(self._cursor, a.sequence)
-        elif code == pb.SEQUENCE_GAP:
-            self._cursor = min(self._cursor, a.expected_sequence or a.sequence)
-        elif code in (pb.SESSION_CLOSED, pb.UNAVAILABLE):
-            self._lost = True
-            if self._call is not None:
-                self._call.cancel()
-        else:
-            message = f"observation {a.sequence} refused: {a.reason}"
-            if code == pb.NOT_FOUND:
-                self._error = NotFound(message)
-            elif code == pb.ALREADY_EXISTS:
-                self._error = AlreadyExists(message)
-            else:
-                self._error = InvalidObservation(message, sequence=a.sequence)
 
     async def _shutdown(self) -> None:
         async with self._cv:

@@ -19,21 +19,16 @@ from typing import TYPE_CHECKING, Any, Optional
 import grpc
 
 from . import _requests, _vectors
-from .errors import AlreadyExists, InvalidObservation, MnemoError, NotFound, SessionError, from_rpc_error
+from ._session_core import SessionCore
+from .errors import MnemoError, NotFound, SessionError, from_rpc_error
 from .types import Ack, Pressure
 from .v1 import mnemo_pb2 as pb
 
 if TYPE_CHECKING:
     from .client import Mnemo
 
-_MIN_RETRY = 0.01
+#: Most observations per batch message (the server's bound).
 _MAX_BATCH = 4096
-_FATAL = {
-    pb.INVALID: InvalidObservation,
-    pb.NOT_FOUND: NotFound,
-    pb.ALREADY_EXISTS: AlreadyExists,
-}
-
 
 # Protobuf keys (field number << 3 | length-delimited) of ObserveRequest.observation,
 # ObserveRequest.batch and ObservationBatch.observations: a batch is framed from the
@@ -59,7 +54,7 @@ def _frame(key: bytes, payload: bytes) -> bytes:
     return key + _varint(len(payload)) + payload
 
 
-class Session:
+class Session(SessionCore[bytes]):
     """A live Observe session; use ``Mnemo.session(...)`` (a context manager)."""
 
     def __init__(
@@ -81,40 +76,23 @@ class Session:
             raise ValueError(f"lane must be one of {sorted(_requests.LANES)}")
         self._client = client
         self.space = space
-        self.session_id = session_id or ""
+        self._init_core(session_id)
         self._want_window = window
-        self._batch = max(1, min(batch_size, _MAX_BATCH))
+        self._batch_size = max(1, min(batch_size, _MAX_BATCH))
         self._want_indexed = want_indexed
         self._lane = _requests.LANES[lane]
         self._on_pressure = on_pressure
         self._on_ack = on_ack
         self._reconnect_timeout = reconnect_timeout
         self._cv = threading.Condition()
-        # All below under _cv.
-        self._next_seq = 1
-        # Each unacknowledged observation serialised once (with its sequence): re-sends
-        # and batches reuse the bytes.
-        self._unacked: dict[int, bytes] = {}
-        self._cursor = 1  # next sequence to (re-)send on this stream
-        self._in_flight = 0
-        self._window = 1
-        self._retry_at = 0.0
-        self._error: Optional[BaseException] = None
+        # The core's state is under _cv too. Each unacknowledged observation is kept
+        # serialised once (with its sequence): re-sends and batches reuse the bytes.
         self._closing = False
         self._closed = False
-        self._stream_lost = False
         self._max_pending = max_pending
-        #: Counters: accepted, duplicates (after a resume), refusals retried, reconnects.
-        self.accepted = 0
-        self.duplicates = 0
-        self.retried = 0
-        self.reconnects = 0
         #: The last pressure the server reported.
         self.pressure: Optional[Pressure] = None
-        #: The highest sequence acknowledged INDEXED (with ``want_indexed``).
-        self.indexed_sequence = 0
         self._requests: Optional[queue.SimpleQueue[Optional[bytes]]] = None
-        self._call: Any = None
         self._open(resume_only=False)
         self._worker = threading.Thread(target=self._run, name=f"mnemo-session-{self.session_id}", daemon=True)
         self._worker.start()
@@ -241,7 +219,7 @@ class Session:
             self._raise_error()
             if self._closing:
                 raise SessionError("the session is closing")
-            limit = self._max_pending or max(4 * self._window, 4 * self._batch)
+            limit = self._max_pending or max(4 * self._window, 4 * self._batch_size)
             for o in observations:
                 while len(self._unacked) >= limit and self._error is None:
                     self._pump()
@@ -293,21 +271,8 @@ class Session:
             reqs.put(None)
             call.cancel()
             raise SessionError(f"expected InitAck, got {first.WhichOneof('kind')}")
-        ack = first.init_ack
         with self._cv:
-            self.session_id = ack.session_id
-            self._window = max(1, ack.credit_window)
-            nxt = ack.next_sequence
-            # Below next_sequence everything is durable: its acks were lost with the stream.
-            for seq in [s for s in self._unacked if s < nxt]:
-                del self._unacked[seq]
-                self.duplicates += 1
-            if not self._unacked and self._next_seq < nxt:
-                self._next_seq = nxt
-            self._cursor = nxt
-            self._in_flight = 0
-            self._retry_at = 0.0
-            self._stream_lost = False
+            self._resumed(first.init_ack)
             self._requests = reqs
             self._call = call
             self._cv.notify_all()
@@ -365,17 +330,8 @@ class Session:
         reqs = self._requests
         if reqs is None or self._stream_lost or self._error is not None or self._closed:
             return
-        while self._cursor < self._next_seq and self._in_flight < self._window and time.monotonic() >= self._retry_at:
-            batch: list[bytes] = []
-            seq = self._cursor
-            room = min(self._window - self._in_flight, self._batch)
-            while seq < self._next_seq and len(batch) < room:
-                o = self._unacked.get(seq)
-                if o is not None:
-                    batch.append(o)
-                seq += 1
-            self._cursor = seq
-            self._in_flight += len(batch)
+        while self._may_send():
+            batch = self._batch(self._batch_size)
             if len(batch) == 1:
                 reqs.put(_frame(_OBSERVATION, batch[0]))
             elif batch:
@@ -411,48 +367,13 @@ class Session:
             self._cv.notify_all()
 
     def _on_acks(self, acks: Iterable[pb.Ack]) -> None:
-        done: list[Ack] = []
         with self._cv:
-            for a in acks:
-                if a.status == pb.INDEXED:
-                    self.indexed_sequence = max(self.indexed_sequence, a.sequence)
-                    continue
-                self._in_flight = max(0, self._in_flight - 1)
-                if a.status in (pb.ACCEPTED, pb.DUPLICATE):
-                    if self._unacked.pop(a.sequence, None) is not None:
-                        if a.status == pb.ACCEPTED:
-                            self.accepted += 1
-                        else:
-                            self.duplicates += 1
-                        if self._on_ack is not None:
-                            done.append(Ack(a.sequence, a.memory_id, a.lsn, a.status == pb.DUPLICATE))
-                elif a.status == pb.REJECTED:
-                    self._on_refused(a)
+            done = [ack for a in acks if (ack := self._acked(a, self._on_ack is not None)) is not None]
             self._pump()
             self._cv.notify_all()
         for ack in done:
             assert self._on_ack is not None
             self._on_ack(ack)
-
-    def _on_refused(self, a: pb.Ack) -> None:
-        code = a.code
-        if code in (pb.OVERLOADED, pb.WINDOW_EXCEEDED, pb.STORAGE_FULL):
-            self.retried += 1
-            at = time.monotonic() + max(a.retry_after_ms / 1000.0, _MIN_RETRY)
-            self._retry_at = max(self._retry_at, at)
-            self._cursor = min(self._cursor, a.sequence)
-        elif code == pb.SEQUENCE_GAP:
-            self._cursor = min(self._cursor, a.expected_sequence or a.sequence)
-        elif code in (pb.SESSION_CLOSED, pb.UNAVAILABLE):
-            self._stream_lost = True
-            if self._call is not None:
-                self._call.cancel()
-        else:
-            cls = _FATAL.get(code, InvalidObservation)
-            message = f"observation {a.sequence} refused: {a.reason}"
-            self._error = (
-                InvalidObservation(message, sequence=a.sequence) if cls is InvalidObservation else cls(message)
-            )
 
     def _shutdown(self) -> None:
         with self._cv:
