@@ -96,6 +96,19 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A client whose HTTP/2 windows are the protocol's 64 KiB minimum: a stream with
+    /// more to send than that waits for its reader, whatever the scheduling order.
+    pub async fn client_with_small_windows(&self) -> MnemoClient<Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .initial_stream_window_size(Some(65_535))
+            .initial_connection_window_size(Some(65_535))
+            .connect()
+            .await
+            .unwrap();
+        MnemoClient::new(channel)
+    }
+
     /// Graceful stop; returns once the engine is closed.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {

@@ -184,7 +184,7 @@ async fn streams_nobody_reads_hold_no_thread_and_are_closed_when_idle() {
     // each with far more to send than the transport buffers; nobody reads.
     let (mut unread, mut unread_exports) = (Vec::new(), Vec::new());
     for _ in 0..10 {
-        let conn = server.client().await;
+        let conn = server.client_with_small_windows().await;
         for _ in 0..60 {
             let mut conn = conn.clone();
             let stream = conn
