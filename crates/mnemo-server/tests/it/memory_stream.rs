@@ -41,16 +41,18 @@ fn flow(pause: bool) -> pb::MemoryRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn observations_and_tagged_recalls_interleave_and_pause_holds_recalls_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut c = server.client().await;
-    create_space(&mut c, "m", 4).await;
+/// A MemoryStream on `space`, past its InitAck: the request sender and the responses.
+async fn open(
+    c: &mut mnemo_server::pb::mnemo_client::MnemoClient<tonic::transport::Channel>,
+    space: &str,
+) -> (
+    tokio::sync::mpsc::Sender<pb::MemoryRequest>,
+    tonic::Streaming<pb::MemoryResponse>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tx.send(pb::MemoryRequest {
         kind: Some(pb::memory_request::Kind::Init(pb::Init {
-            space: "m".into(),
+            space: space.into(),
             ..Default::default()
         })),
     })
@@ -65,6 +67,16 @@ async fn observations_and_tagged_recalls_interleave_and_pause_holds_recalls_only
     else {
         panic!("expected InitAck");
     };
+    (tx, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_and_tagged_recalls_interleave_and_pause_holds_recalls_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut c = server.client().await;
+    create_space(&mut c, "m", 4).await;
+    let (tx, mut out) = open(&mut c, "m").await;
     for seq in 1..=5 {
         tx.send(obs(seq)).await.unwrap();
     }
@@ -147,24 +159,7 @@ async fn a_batch_of_packed_observations_and_a_packed_recall_on_one_stream() {
     let server = TestServer::start(dir.path()).await;
     let mut c = server.client().await;
     create_space(&mut c, "b", 4).await;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tx.send(pb::MemoryRequest {
-        kind: Some(pb::memory_request::Kind::Init(pb::Init {
-            space: "b".into(),
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    let mut out = c
-        .memory_stream(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(pb::memory_response::Kind::InitAck(_)) = out.message().await.unwrap().unwrap().kind
-    else {
-        panic!("expected InitAck");
-    };
+    let (tx, mut out) = open(&mut c, "b").await;
     let vector = |seq: u64| vec![seq as f32, 1.0, 0.0, 0.0];
     let observations = (1..=50)
         .map(|seq| pb::Observation {
