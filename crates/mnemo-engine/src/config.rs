@@ -21,6 +21,19 @@ pub struct EngineConfig {
     /// 128 MiB: ~58K rows at 768-d f16, room for a 50K burst; more only lengthens
     /// every recall's scan and the peak RSS.
     pub fresh_tier_bytes: usize,
+    /// Memory the warm tier of one space may use: rows that left the fresh tier
+    /// faster than the graph takes them, as 1-bit codes in IVF lists (~`dim / 8 +
+    /// 33` bytes a row). Its fill counts in pressure like the fresh tier's. Default
+    /// 512 MiB: ~4M rows at 768-d, minutes of ingest beyond what the graph absorbs,
+    /// held only while the graph is behind. 0 turns the tier off (rows go from
+    /// the fresh tier straight into the graph, and ingest is held to its rate).
+    pub warm_tier_bytes: usize,
+    /// Records queued for indexing beyond which the index workers put batches into
+    /// the warm tier rather than the graph. Default 4,096 (about a second of graph
+    /// inserts at 768-d on one core): below it the graph keeps up and a record goes
+    /// straight in, INDEXED soonest. 0: always the warm tier once it has a codebook
+    /// (the first needs 1,024 rows waiting in the fresh tier to train on).
+    pub warm_backlog: usize,
     /// Index worker threads. Default: number of cores. A new space's index gets one
     /// shard (graph) per worker, up to 8, so workers can index one space in parallel.
     pub index_threads: usize,
@@ -191,6 +204,8 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("mnemo-data"),
             log: LogConfig::default(),
             fresh_tier_bytes: 128 << 20,
+            warm_tier_bytes: 512 << 20,
+            warm_backlog: 4096,
             index_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -247,6 +262,11 @@ impl EngineConfig {
     /// one insert at a time; a search visits every shard).
     pub(crate) fn index_shards(&self) -> usize {
         self.index_threads.clamp(1, 8)
+    }
+
+    /// Warm-tier rows for a space of `dim` dimensions (0: no warm tier).
+    pub(crate) fn warm_rows(&self, dim: u32) -> usize {
+        self.warm_tier_bytes / crate::index::warm::row_bytes(dim as usize)
     }
 
     /// Fresh-tier rows for a space of `dim` dimensions and graph `precision`.

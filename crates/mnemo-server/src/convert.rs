@@ -310,6 +310,9 @@ pub(crate) fn space_stats(s: &engine::SpaceStats) -> pb::SpaceStats {
         indexed_lsn: s.indexed_lsn,
         indexed_count: s.indexed_count,
         fresh_count: s.fresh_count,
+        warm_count: s.warm_count,
+        warm_entered: s.warm_entered,
+        warm_moved: s.warm_moved,
         checkpoint_lsn: s.checkpoint_lsn,
         attrs_bytes: s.attrs_bytes,
         live_bytes: s.live_bytes,
@@ -336,6 +339,8 @@ pub(crate) fn stream_status(p: &engine::PressureReport) -> pb::StreamStatus {
         suggested_batch: p.suggested_batch,
         retry_after_ms: p.retry_after.as_millis() as u64,
         drain_rate: p.drain_rate,
+        fresh_fill: p.fresh_fill as f32,
+        warm_fill: p.warm_fill as f32,
     }
 }
 

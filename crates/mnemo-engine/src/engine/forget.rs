@@ -160,7 +160,7 @@ pub(super) fn purge(space: &Space) -> Result<u64> {
     let Some(horizon) = space.purge_horizon() else {
         return Ok(0);
     };
-    let indexed = space.fresh.indexed_watermark();
+    let indexed = space.graph_watermark();
     let lsns = space.attrs.read().deaths.purgeable(horizon, indexed);
     if lsns.is_empty() {
         return Ok(0);

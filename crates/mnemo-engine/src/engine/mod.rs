@@ -526,4 +526,15 @@ impl Engine {
             .map(|s| s.hnsw.memory_bytes())
             .sum()
     }
+
+    /// Approximate bytes held by the warm tiers of all spaces (codes, lists and
+    /// codebooks).
+    pub fn warm_memory_bytes(&self) -> usize {
+        self.inner
+            .registry
+            .list()
+            .iter()
+            .map(|s| s.warm.memory_bytes())
+            .sum()
+    }
 }

@@ -73,6 +73,7 @@ fn sample(inner: &Inner, drain_rate: f64) -> PressureReport {
     let bytes_fill = bytes as f64 / budget.max_bytes() as f64;
     let mut lane_depths = [0usize; 3];
     let (mut fresh_fill, mut fresh_rows, mut fresh_excess) = (0.0f64, 0usize, 0.0f64);
+    let (mut warm_fill, mut warm_rows) = (0.0f64, 0usize);
     for space in reg.by_no.read().values() {
         for (d, n) in lane_depths.iter_mut().zip(space.queue.lane_depths()) {
             *d += n;
@@ -82,10 +83,19 @@ fn sample(inner: &Inner, drain_rate: f64) -> PressureReport {
         fresh_fill = fresh_fill.max(fill);
         fresh_rows += len;
         fresh_excess = fresh_excess.max((fill - DRAIN_TARGET) * cap as f64);
+        let (len, cap) = (space.warm.len(), space.warm.capacity());
+        if cap > 0 {
+            warm_fill = warm_fill.max(len as f64 / cap as f64);
+        }
+        warm_rows += len;
     }
     let log_pending = inner.log.stats().pending_bytes;
     let log_fill = log_pending as f64 / (4 * inner.config.log.max_batch_bytes) as f64;
-    let pressure = items_fill.max(bytes_fill).max(fresh_fill).max(log_fill);
+    let pressure = items_fill
+        .max(bytes_fill)
+        .max(fresh_fill)
+        .max(warm_fill)
+        .max(log_fill);
     // Records to drain to get back to Warning, whichever bound is the tightest.
     let avg_bytes = if items > 0 {
         bytes as f64 / items as f64
@@ -105,6 +115,8 @@ fn sample(inner: &Inner, drain_rate: f64) -> PressureReport {
         lane_depths,
         fresh_fill,
         fresh_rows,
+        warm_fill,
+        warm_rows,
         log_pending_bytes: log_pending,
         drain_rate,
         credit_window: 0,
@@ -128,6 +140,7 @@ fn publish(inner: &Inner, report: PressureReport) {
     }
     metrics::gauge!(names::QUEUE_BYTES).set(report.queue_bytes as f64);
     metrics::gauge!(names::FRESH_ROWS).set(report.fresh_rows as f64);
+    metrics::gauge!(names::WARM_ROWS).set(report.warm_rows as f64);
     metrics::gauge!(names::PRESSURE).set(report.pressure);
     metrics::gauge!(names::PRESSURE_STATE).set(f64::from(report.state as u8));
     metrics::gauge!(names::DRAIN_RATE).set(report.drain_rate);

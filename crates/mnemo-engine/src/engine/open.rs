@@ -235,13 +235,14 @@ pub(super) fn build_space(
 ) -> Space {
     let dir = space_dir(&config.data_dir, info.no);
     let rows = config.fresh_rows(info.config.dim, info.config.index.precision);
+    let warm_rows = config.warm_rows(info.config.dim);
     Space::new(
         Arc::clone(fs),
         info,
         dir,
         hnsw,
         ckpt,
-        rows,
+        (rows, warm_rows),
         Arc::clone(&registry.recalls),
     )
 }
@@ -261,7 +262,8 @@ fn remove_dropped_space_dirs(fs: &dyn FileSystem, data: &Path, catalog: &Catalog
 
 /// Takes one record recovered from the log into its space: only its session mark if
 /// the loaded checkpoint holds it, else into the fresh tier and the index queue
-/// (indexing any overflow at once, so recovery memory stays bounded).
+/// (any overflow goes on at once into the warm tier or the graph, so recovery
+/// memory stays bounded).
 fn recover_record(
     registry: &Registry,
     space: &Space,
@@ -311,7 +313,8 @@ fn recover_record(
             break;
         }
         let items: Vec<Item> = items.into_iter().map(|(_, it)| it).collect();
-        workers::index_items(space, &items)?;
+        // Into the warm tier when it takes them: far cheaper than the graph.
+        workers::index_items(space, &items, 0)?;
         workers::retire(registry, &items);
     }
     Ok(())

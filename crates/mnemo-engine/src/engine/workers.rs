@@ -1,5 +1,8 @@
 //! The index worker pool: N threads take batches from the spaces' index queues and
-//! move them into the HNSW graphs.
+//! move them out of the fresh tier: into the warm tier when the graph is behind (a
+//! backlog), straight into the HNSW graph otherwise. A worker with no batch to take
+//! moves warm rows on into the graph, so the graph catches up when there is CPU to
+//! spare.
 //!
 //! - Spaces with work wait in the ready ring; a worker takes the next one, pops a
 //!   batch (weighted fair over lanes), and puts the space back at the end of the ring
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::Inner;
 use super::registry::Registry;
 use crate::error::Result;
+use crate::index::fresh::IndexRow;
 use crate::index::hnsw::VectorRef;
 use crate::ingest::queue::Item;
 use crate::ingest::stats::{Counters, names};
@@ -28,6 +32,13 @@ use crate::types::{Lane, Lsn, now_us};
 #[cfg(test)]
 pub(crate) static PANIC_AT: parking_lot::Mutex<Option<(String, Lsn)>> =
     parking_lot::Mutex::new(None);
+
+/// Test hooks: index workers take no batch of the spaces named in `HOLD` (a backlog
+/// builds up), and move no warm row of those in `HOLD_MOVES` into their graph.
+#[cfg(test)]
+pub(crate) static HOLD: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+#[cfg(test)]
+pub(crate) static HOLD_MOVES: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
 
 /// A worker thread: runs the loop, restarting it after a panic.
 pub(super) fn run(inner: &Inner) {
@@ -57,6 +68,9 @@ fn worker_loop(inner: &Inner) {
     let workers = inner.config.index_threads;
     while !inner.stopping.load(Ordering::Acquire) {
         let Some(no) = reg.ring.pop() else {
+            if move_warm_rows(inner) {
+                continue;
+            }
             let mut g = reg.work.lock();
             if reg.ring.is_empty() && !inner.stopping.load(Ordering::Acquire) {
                 reg.work_cv.wait_for(&mut g, Duration::from_millis(50));
@@ -66,6 +80,12 @@ fn worker_loop(inner: &Inner) {
         let Some(space) = reg.get(no) else {
             continue; // dropped
         };
+        #[cfg(test)]
+        if HOLD.lock().contains(&space.info.name) {
+            reg.ring.push(no);
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         // A quarter of this worker's share of the queue: big enough to amortise, small
         // enough that workers finish a burst together instead of one holding the tail.
         let max = (space.queue.len() / (4 * workers)).clamp(1, inner.config.index_batch);
@@ -85,7 +105,7 @@ fn worker_loop(inner: &Inner) {
             done: false,
         };
         let started = Instant::now();
-        match index_items(&space, &held.items) {
+        match index_items(&space, &held.items, inner.config.warm_backlog) {
             Ok(()) => {
                 let busy = started.elapsed();
                 reg.counters
@@ -136,9 +156,11 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Inserts the records into the space's graph, then takes them out of its fresh tier.
-/// Records already in the graph (a retried batch) are skipped.
-pub(super) fn index_items(space: &Space, items: &[Item]) -> Result<()> {
+/// Takes the records out of the space's fresh tier: into the warm tier when more
+/// than `warm_backlog` records are queued (with these) and the warm tier takes
+/// them, else into the graph. Records already in the graph (a retried batch) are
+/// skipped.
+pub(super) fn index_items(space: &Space, items: &[Item], warm_backlog: usize) -> Result<()> {
     let lsns: Vec<Lsn> = items.iter().map(|i| i.lsn).collect();
     #[cfg(test)]
     {
@@ -153,6 +175,17 @@ pub(super) fn index_items(space: &Space, items: &[Item]) -> Result<()> {
         }
     }
     let rows = space.fresh.rows(&lsns);
+    // A backlog, or a fresh tier half full (a small one fills before the backlog).
+    let backlog = space.queue.len() + items.len();
+    let behind = backlog > warm_backlog || 2 * space.fresh.len() >= space.fresh.capacity();
+    if behind && warm_ready(space, rows.len()) {
+        let prepared: Vec<(Lsn, Vec<f32>)> = rows.iter().map(|(l, v)| (*l, v.to_f32())).collect();
+        if space.warm.insert(&prepared) {
+            space.fresh.mark_indexed(&lsns);
+            space.refresh_indexed();
+            return Ok(());
+        }
+    }
     let refs: Vec<(Lsn, VectorRef<'_>)> = rows.iter().map(|(l, v)| (*l, v.as_ref())).collect();
     // Only a retried batch can have rows in the graph already (in any shard).
     let retried = items.iter().any(|i| i.retried);
@@ -160,6 +193,70 @@ pub(super) fn index_items(space: &Space, items: &[Item]) -> Result<()> {
     space.fresh.mark_indexed(&lsns);
     space.refresh_indexed();
     Ok(())
+}
+
+/// True if the warm tier can take `rows` more now, training its codebook first (on
+/// the fresh tier's rows) when it has none or drift asks for a new one.
+fn warm_ready(space: &Space, rows: usize) -> bool {
+    let warm = &space.warm;
+    if !warm.has_room(rows) {
+        return false;
+    }
+    if warm.ready() {
+        return true;
+    }
+    let sample = space.fresh.sample(crate::index::warm::TRAIN_ROWS);
+    warm.train(&sample);
+    warm.ready()
+}
+
+/// Moves one batch of warm rows into the graph, for the first space that has some
+/// and no other worker moving its rows. False if there was nothing to move.
+fn move_warm_rows(inner: &Inner) -> bool {
+    let reg = &inner.registry;
+    // Rows per move: small, so that a worker is soon back for the fresh tier.
+    let max = inner.config.index_batch.min(64);
+    let spaces: Vec<_> = reg.by_no.read().values().cloned().collect();
+    for space in spaces {
+        if space.warm.len() == 0 || space.dropped.load(Ordering::Acquire) {
+            continue;
+        }
+        #[cfg(test)]
+        if HOLD_MOVES.lock().contains(&space.info.name) {
+            continue;
+        }
+        let started = Instant::now();
+        let moved = space.warm.move_to_graph(max, |lsns, retry| {
+            let (metric, precision) = (space.info.config.metric, space.info.config.index.precision);
+            let mut rows = Vec::with_capacity(lsns.len());
+            for &lsn in lsns {
+                let v = space.read_embedding(inner.log.as_ref(), lsn)?;
+                let prepared = crate::index::score::prepare(metric, &v);
+                rows.push((lsn, IndexRow::from_prepared(precision, &prepared)));
+            }
+            let refs: Vec<(Lsn, VectorRef<'_>)> =
+                rows.iter().map(|(l, v)| (*l, v.as_ref())).collect();
+            space.hnsw.add_batch(&refs, retry, &space.recalls)
+        });
+        match moved {
+            Ok(0) => continue,
+            Ok(n) => {
+                space.refresh_indexed();
+                let busy = started.elapsed();
+                reg.counters
+                    .worker_busy_ns
+                    .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+                metrics::counter!(names::WARM_TO_GRAPH).increment(n as u64);
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(space = space.info.name, error = %e, "moving warm rows into the graph failed; will retry");
+                std::thread::sleep(Duration::from_millis(100));
+                return false;
+            }
+        }
+    }
+    false
 }
 
 /// Counts indexed records and releases their admission.
@@ -184,7 +281,10 @@ fn retire_budget(reg: &Registry, items: &[Item]) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod panic_tests {
     use super::*;
     use crate::{Engine, EngineConfig, Observation, SpaceConfig};
 

@@ -410,13 +410,14 @@ impl Hnsw {
     /// Scores `cue` (prepared for `metric`) against the stored vector (at the
     /// graph's precision) of each of `lsns` that is in the graph, into `found`;
     /// each shard is read-locked once and asked only for what the others lacked.
+    /// Returns those of `lsns` that are not in the graph.
     pub(crate) fn score_lsns(
         &self,
         lsns: &[Lsn],
         cue: &[f32],
         metric: Metric,
         found: &mut Vec<(Lsn, f32)>,
-    ) {
+    ) -> Vec<Lsn> {
         let mut buf = vec![0f32; cue.len()];
         let mut left: Vec<Lsn> = lsns.to_vec();
         for shard in &self.shards {
@@ -441,6 +442,7 @@ impl Hnsw {
                 break;
             }
         }
+        left
     }
 
     /// Inserts a batch of `(lsn, vector)` into a shard no other insert is using (or

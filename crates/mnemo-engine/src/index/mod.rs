@@ -1,11 +1,14 @@
-//! Vector search: the exact [`fresh`] tier for just-committed records and the
-//! approximate [`hnsw`] graph for everything indexed, plus the scoring kernels.
+//! Vector search in three tiers: the exact [`fresh`] tier for just-committed
+//! records, the quantized IVF [`warm`] tier that absorbs ingest faster than the graph
+//! is built, and the approximate [`hnsw`] graph; plus the scoring kernels.
 
 pub(crate) mod fresh;
 pub(crate) mod gate;
 pub(crate) mod hnsw;
 pub(crate) mod score;
 pub(crate) mod scrub;
+pub(crate) mod topk;
+pub(crate) mod warm;
 
 /// Pseudo-random vectors in [-0.5, 0.5), seeded (tests of this module).
 #[cfg(test)]

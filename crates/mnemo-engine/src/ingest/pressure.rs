@@ -89,6 +89,10 @@ pub struct PressureReport {
     pub fresh_fill: f64,
     /// Rows in all fresh tiers.
     pub fresh_rows: usize,
+    /// Fill of the fullest space's warm tier, 0..=1.
+    pub warm_fill: f64,
+    /// Rows in all warm tiers.
+    pub warm_rows: usize,
     /// Bytes waiting for the log writer.
     pub log_pending_bytes: u64,
     /// Records indexed per second, smoothed (EWMA, ~1 s), measured while there is work.

@@ -33,6 +33,10 @@ pub mod names {
     pub const QUEUE_BYTES: &str = "mnemo_queue_bytes";
     /// Gauge: rows in fresh tiers.
     pub const FRESH_ROWS: &str = "mnemo_fresh_tier_rows";
+    /// Gauge: rows in the warm tiers (IVF lists), not yet in a graph.
+    pub const WARM_ROWS: &str = "mnemo_warm_tier_rows";
+    /// Counter: rows moved from a warm tier into a graph.
+    pub const WARM_TO_GRAPH: &str = "mnemo_warm_to_graph_total";
     /// Gauge: pressure 0..1.
     pub const PRESSURE: &str = "mnemo_pressure";
     /// Gauge: pressure state (0 normal, 1 warning, 2 critical, 3 overloaded).

@@ -233,6 +233,7 @@ impl RecallCursor {
             filter: &self.filter,
             ranking: &self.ranking,
             exact_limit: self.exact_limit,
+            log: self.log.as_ref(),
         };
         let selection = plan.select();
         let mut pool = plan.pool(want, margin);
@@ -241,7 +242,7 @@ impl RecallCursor {
             let searched = started.elapsed();
             let full = candidates.len() >= pool;
             let floor = plan.floor(&candidates);
-            let ranked = plan.rescore(candidates, pool, want, self.log.as_ref())?;
+            let ranked = plan.rescore(candidates, pool, want)?;
             if plan.needs_wider(full, floor, &ranked, pool, want) {
                 pool = Plan::widen(pool);
                 continue;

@@ -1,13 +1,16 @@
 //! How a recall finds its candidates, and how it ranks them.
 //!
-//! - **No filter**: the fresh tier is scanned (8-bit codes), *then* the graph is
-//!   searched with `lsn ≤ snapshot` (the order that leaves no committed record
-//!   between the two tiers).
+//! - **No filter**: the fresh tier is scanned (8-bit codes), *then* the warm tier
+//!   (1-bit codes of the nearest lists; its best estimates re-scored exactly from
+//!   the log), *then* the graph is searched with `lsn ≤ snapshot`: the order that
+//!   leaves no committed record between the tiers, since a row enters a tier before
+//!   it leaves the one before.
 //! - **A filter** is first turned into the exact set of matching LSNs at the
 //!   snapshot (posting lists and columns, `space/attrs/`). Up to
-//!   `recall_exact_limit` matches, every one is scored from its vector in memory (fresh
-//!   tier or graph): the true top k of the matches, however few they are. Above it,
-//!   both tiers are searched with the set as their predicate, and if the graph comes
+//!   `recall_exact_limit` matches, every one is scored: from its vector in memory
+//!   (fresh tier or graph), or exactly from the log (a warm row): the true top k of
+//!   the matches, however few they are. Above it,
+//!   the tiers are searched with the set as their predicate, and if the graph comes
 //!   back short (a filtered HNSW search starves when most of the graph fails the
 //!   predicate), every match is scored instead.
 //! - **Ranking**: candidates are ordered by approximate score (similarity, or its
@@ -21,6 +24,7 @@ use roaring::RoaringTreemap;
 
 use crate::error::Result;
 use crate::index::score;
+use crate::index::warm::{self, WarmCue, WarmTier};
 use crate::log::Log;
 use crate::space::Space;
 use crate::types::{Filter, Lsn, Metric, Ranking, now_us};
@@ -42,6 +46,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) ranking: &'a Ranking,
     /// Matches up to which a filtered recall scores every match exactly.
     pub(crate) exact_limit: u64,
+    /// Where vectors are read back for exact scores.
+    pub(crate) log: &'a dyn Log,
 }
 
 /// A candidate: its LSN and approximate similarity.
@@ -65,12 +71,12 @@ impl Plan<'_> {
         want: usize,
     ) -> Result<Vec<Candidate>> {
         match selection {
-            Some(sel) if sel.len() <= self.exact_limit => Ok(self.every_match(sel)),
+            Some(sel) if sel.len() <= self.exact_limit => self.every_match(sel),
             Some(sel) => {
                 let found = self.search(pool, want, Some(sel))?;
                 // The graph starved under the filter: score every match instead.
                 if found.len() < want.min(sel.len() as usize) {
-                    return Ok(self.every_match(sel));
+                    return self.every_match(sel);
                 }
                 Ok(found)
             }
@@ -94,8 +100,9 @@ impl Plan<'_> {
             Some(s) => !s.contains(lsn),
             None => !checks.none() && space.hidden(lsn, snapshot, checks),
         };
-        // Order matters: fresh first, then the graph (see the module docs).
+        // Order matters: fresh, warm, then the graph (see the module docs).
         let fresh = space.fresh.scan(self.prepared, pool, snapshot, &outside);
+        let warm = self.warm_candidates(pool, &outside)?;
         let available = usize::try_from(snapshot).unwrap_or(usize::MAX);
         let visible = |lsn: Lsn| lsn <= snapshot && !outside(lsn);
         // Plain similarity: the graph's best `want` and a few (the fresh tier gives
@@ -108,6 +115,7 @@ impl Plan<'_> {
             let short = hits.len() < ask;
             let mut merged: Vec<Candidate> = fresh
                 .iter()
+                .chain(&warm)
                 .copied()
                 .chain(
                     hits.into_iter()
@@ -127,23 +135,70 @@ impl Plan<'_> {
         }
     }
 
-    /// Every LSN of `selection`, scored from its vector in memory: the fresh tier's
-    /// 8-bit codes, else the graph's stored vector (about 1.5 µs a memory at
-    /// 768-d, most of it the graph's lookup). Thousands of matches are split among
-    /// the cores: a recall waits for its own scoring.
-    fn every_match(&self, selection: &RoaringTreemap) -> Vec<Candidate> {
+    /// The warm tier's best `pool` rows for the cue, scored exactly: its 1-bit
+    /// estimates pick [`WarmTier::rescore_count`] candidates from the nearest lists
+    /// (more lists when `outside` turns most away), read back from the log.
+    fn warm_candidates(
+        &self,
+        pool: usize,
+        outside: &(dyn Fn(Lsn) -> bool + Sync),
+    ) -> Result<Vec<Candidate>> {
+        let warm = &self.space.warm;
+        if warm.len() == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cue = WarmCue::new(self.prepared);
+        let want = WarmTier::rescore_count(pool);
+        let mut probe = WarmTier::default_probe(pool);
+        let mut found = warm.scan(&mut cue, want, probe, self.snapshot, outside);
+        while found.len() < want && probe < warm::LISTS {
+            probe = (probe * 4).min(warm::LISTS);
+            found = warm.scan(&mut cue, want, probe, self.snapshot, outside);
+        }
+        let mut exact = found
+            .into_iter()
+            .map(|(lsn, _)| Ok((lsn, self.exact_score(lsn)?)))
+            .collect::<Result<Vec<Candidate>>>()?;
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        exact.truncate(pool);
+        Ok(exact)
+    }
+
+    /// The exact similarity of `lsn`, from its embedding in the log.
+    fn exact_score(&self, lsn: Lsn) -> Result<f32> {
+        // The embedding alone: a memory's content and tags can be 70 KiB.
+        let embedding = self.space.read_embedding(self.log, lsn)?;
+        let metric = self.metric();
+        Ok(score::score(
+            metric,
+            self.prepared,
+            &score::prepare(metric, &embedding),
+        ))
+    }
+
+    /// Every LSN of `selection`, scored: from the fresh tier's 8-bit codes, else
+    /// the graph's stored vector (about 1.5 µs a memory at 768-d, most of it the
+    /// graph's lookup), else (a warm row) exactly from the log. Thousands of
+    /// matches are split among the cores: a recall waits for its own scoring.
+    fn every_match(&self, selection: &RoaringTreemap) -> Result<Vec<Candidate>> {
         let lsns: Vec<Lsn> = selection.iter().collect();
         let codes = score::quantize(self.prepared);
-        let score = |part: &[Lsn]| {
+        // Fresh, then graph, then the log: a row that left the fresh tier is in the
+        // warm tier or the graph, and the log has every one.
+        let score = |part: &[Lsn]| -> Result<Vec<Candidate>> {
             let mut found = Vec::with_capacity(part.len());
-            let mut in_graph = Vec::new();
+            let mut elsewhere = Vec::new();
             self.space
                 .fresh
-                .score_lsns(part, &codes, &mut found, &mut in_graph);
-            self.space
-                .hnsw
-                .score_lsns(&in_graph, self.prepared, self.metric(), &mut found);
-            found
+                .score_lsns(part, &codes, &mut found, &mut elsewhere);
+            let in_warm =
+                self.space
+                    .hnsw
+                    .score_lsns(&elsewhere, self.prepared, self.metric(), &mut found);
+            for lsn in in_warm {
+                found.push((lsn, self.exact_score(lsn)?));
+            }
+            Ok(found)
         };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let parts = (lsns.len() / PARALLEL_MATCHES).clamp(1, cores.min(4));
@@ -155,16 +210,16 @@ impl Plan<'_> {
             let mut chunks = lsns.chunks(per_part);
             let first = chunks.next().unwrap_or_default();
             let others: Vec<_> = chunks.map(|c| scope.spawn(move || score(c))).collect();
-            let mut found = score(first);
+            let mut found = score(first)?;
             for other in others {
                 // Scoring does not panic (bounds come from its own rows); if it did,
                 // the panic is the caller's, as in one thread.
                 match other.join() {
-                    Ok(more) => found.extend(more),
+                    Ok(more) => found.extend(more?),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
-            found
+            Ok(found)
         })
     }
 
@@ -176,7 +231,6 @@ impl Plan<'_> {
         mut candidates: Vec<Candidate>,
         pool: usize,
         want: usize,
-        log: &dyn Log,
     ) -> Result<Vec<Candidate>> {
         let weigh = self.weigher();
         candidates.sort_by(|a, b| {
@@ -186,14 +240,9 @@ impl Plan<'_> {
                 .then(a.0.cmp(&b.0))
         });
         candidates.truncate(pool);
-        let metric = self.metric();
         let mut scored = Vec::with_capacity(candidates.len());
         for (lsn, _) in candidates {
-            // The embedding alone: a memory's content and tags can be 70 KiB, and a
-            // large k re-scores thousands of candidates.
-            let embedding = self.space.read_embedding(log, lsn)?;
-            let exact = score::score(metric, self.prepared, &score::prepare(metric, &embedding));
-            scored.push((lsn, weigh.key(lsn, exact)));
+            scored.push((lsn, weigh.key(lsn, self.exact_score(lsn)?)));
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(want);

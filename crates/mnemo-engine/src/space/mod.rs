@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::index::fresh::FreshTier;
 use crate::index::gate::RecallGate;
 use crate::index::hnsw::Hnsw;
+use crate::index::warm::WarmTier;
 use crate::ingest::queue::SpaceQueue;
 use crate::io::FileSystem;
 use crate::log::Log;
@@ -106,6 +107,8 @@ pub(crate) struct Space {
     pub(crate) info: SpaceInfo,
     pub(crate) dir: PathBuf,
     pub(crate) fresh: FreshTier,
+    /// Rows that left the fresh tier before the graph could take them.
+    pub(crate) warm: WarmTier,
     pub(crate) hnsw: Hnsw,
     /// Committed records waiting for the index workers, by lane.
     pub(crate) queue: SpaceQueue,
@@ -146,7 +149,7 @@ impl Space {
         dir: PathBuf,
         hnsw: Hnsw,
         checkpoint_lsn: Lsn,
-        fresh_capacity: usize,
+        (fresh_capacity, warm_capacity): (usize, usize),
         recalls: Arc<RecallGate>,
     ) -> Self {
         let fresh = FreshTier::new(
@@ -156,10 +159,17 @@ impl Space {
             checkpoint_lsn + 1,
             fresh_capacity,
         );
+        let warm = WarmTier::new(
+            info.config.dim as usize,
+            info.config.metric,
+            warm_capacity,
+            u64::from(info.no.0),
+        );
         Space {
             info,
             dir,
             fresh,
+            warm,
             hnsw,
             queue: SpaceQueue::default(),
             committed: Watermark::new(checkpoint_lsn),
@@ -368,7 +378,18 @@ impl Space {
 
     /// Re-computes the indexed watermark after workers inserted records.
     pub(crate) fn refresh_indexed(&self) {
-        self.indexed.advance(self.fresh.indexed_watermark());
+        self.indexed.advance(self.graph_watermark());
+    }
+
+    /// Highest LSN such that every record up to it is in the graph: below what the
+    /// fresh tier and the warm tier still hold for it.
+    pub(crate) fn graph_watermark(&self) -> Lsn {
+        // The fresh tier first: a row enters the warm tier before it leaves the
+        // fresh one, so a row the fresh tier no longer counts is in the warm tier
+        // (or the graph) when the warm tier is read.
+        let fresh = self.fresh.indexed_watermark();
+        let warm = self.warm.lowest_pending();
+        warm.map_or(fresh, |low| fresh.min(low - 1))
     }
 
     /// Last sequence number of `session` and its LSN.
@@ -398,7 +419,7 @@ impl Space {
         if self.dropped.load(Ordering::Acquire) {
             return Err(Error::SpaceNotFound(self.info.name.clone()));
         }
-        let lsn = self.fresh.indexed_watermark();
+        let lsn = self.graph_watermark();
         let last = self.checkpoint_lsn.load(Ordering::Acquire);
         if lsn <= last && !force {
             return Ok(last);
@@ -426,9 +447,12 @@ impl Space {
         };
         SpaceStats {
             committed_lsn: self.committed.get(),
-            indexed_lsn: self.fresh.indexed_watermark(),
+            indexed_lsn: self.graph_watermark(),
             indexed_count: self.hnsw.len() as u64,
             fresh_count: self.fresh.len() as u64,
+            warm_count: self.warm.len() as u64,
+            warm_entered: self.warm.flow().0,
+            warm_moved: self.warm.flow().1,
             checkpoint_lsn: self.checkpoint_lsn.load(Ordering::Acquire),
             attrs_bytes,
             live_bytes: 0,

@@ -158,6 +158,12 @@ pub struct SpaceStats {
     pub indexed_count: u64,
     /// Committed records still waiting in the fresh tier.
     pub fresh_count: u64,
+    /// Records in the warm tier (IVF lists), not yet in the graph.
+    pub warm_count: u64,
+    /// Records that entered the warm tier since open.
+    pub warm_entered: u64,
+    /// Records that moved on from the warm tier into the graph since open.
+    pub warm_moved: u64,
     /// LSN covered by the last checkpoint on disk.
     pub checkpoint_lsn: Lsn,
     /// Bytes held by the posting lists, attribute columns and id map (filters,

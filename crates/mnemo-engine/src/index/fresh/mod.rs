@@ -26,7 +26,6 @@
 
 mod rows;
 mod scan;
-mod topk;
 
 pub(crate) use rows::IndexRow;
 
@@ -287,6 +286,25 @@ impl FreshTier {
             if row < rows.len() && !chunk.indexed[row].load(Ordering::Acquire) {
                 out.push((lsn, rows.index_row(row, self.dim)));
             }
+        }
+        out
+    }
+
+    /// Up to `max` rows (prepared, as f32, row-major) spread evenly over the tier:
+    /// what a warm-tier codebook is trained on.
+    pub(crate) fn sample(&self, max: usize) -> Vec<f32> {
+        let chunks: Vec<Arc<Chunk>> = self.state.read().chunks.iter().cloned().collect();
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        let step = total.div_ceil(max.max(1)).max(1);
+        let mut out = Vec::with_capacity(total.min(max) * self.dim);
+        let mut at = 0usize;
+        for chunk in chunks {
+            let rows = chunk.rows.read();
+            while at < rows.len() {
+                out.extend(rows.index_row(at, self.dim).to_f32());
+                at += step;
+            }
+            at -= rows.len();
         }
         out
     }

@@ -44,6 +44,34 @@ impl IndexRow {
         }
     }
 
+    /// `v` (prepared) in the form a graph of `precision` takes.
+    pub(crate) fn from_prepared(precision: Precision, v: &[f32]) -> Self {
+        let mut row = Self::with_capacity(precision, v.len());
+        row.extend(v);
+        row
+    }
+
+    fn extend(&mut self, v: &[f32]) {
+        match self {
+            IndexRow::F32(out) => out.extend_from_slice(v),
+            IndexRow::F16(out) => out.extend(
+                v.iter()
+                    .map(|x| half::f16::from_f32(*x).to_bits().cast_signed()),
+            ),
+        }
+    }
+
+    /// The values as f32 (f16 widened).
+    pub(crate) fn to_f32(&self) -> Vec<f32> {
+        match self {
+            IndexRow::F32(v) => v.clone(),
+            IndexRow::F16(v) => v
+                .iter()
+                .map(|b| half::f16::from_bits(b.cast_unsigned()).to_f32())
+                .collect(),
+        }
+    }
+
     pub(crate) fn as_ref(&self) -> VectorRef<'_> {
         match self {
             IndexRow::F32(v) => VectorRef::F32(v),

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use super::rows::Rows;
-use super::topk::TopK;
 use super::{
     CHUNK_ROWS, Chunk, FreshTier, SHORTLIST_MIN, SHORTLIST_PER_RESULT, SHORTLIST_SHARE, sign_words,
 };
 use crate::index::score;
+use crate::index::topk::TopK;
 use crate::types::Lsn;
 
 impl FreshTier {
