@@ -164,8 +164,10 @@ pub(super) async fn drive(
     };
     stop_recall.store(true, Ordering::Relaxed);
     bar.set_message("waiting for the index to catch up …");
-    // Everything up to the last observation's LSN in the graph: the end of the
-    // sustained indexing rate (probes still running do not hold it back).
+    // Everything up to the last observation's LSN indexed: in the graph, or out of
+    // the fresh tier into the warm tier (IVF) when the graph is behind; the graph
+    // catches up after the run. The end of the sustained indexing rate (probes
+    // still running do not hold it back).
     let committed = outcomes
         .iter()
         .flat_map(|o| o.acked.iter().map(|&(_, lsn)| lsn))
@@ -178,7 +180,8 @@ pub(super) async fn drive(
             })
             .await?
             .into_inner();
-        if d.stats.unwrap_or_default().indexed_lsn >= committed {
+        let st = d.stats.unwrap_or_default();
+        if st.indexed_lsn >= committed || (st.fresh_count == 0 && st.committed_lsn >= committed) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -239,7 +239,7 @@ impl Report {
         );
         println!(
             "  {:<28} {:>12.0}/s",
-            "indexed (sustained)", self.indexed_per_s
+            "indexed, warm or graph", self.indexed_per_s
         );
         if let (Some(raw), Some(ratio)) = (self.raw_index_insert_per_s, self.indexed_vs_raw) {
             println!(
@@ -340,6 +340,8 @@ impl Report {
         if self.config.ttl.is_some() || self.config.duration.is_some() {
             println!("  disk over time (every 5 s):");
             retention::print_curve(&self.disk);
+            println!("  tiers each second (rows/s; rows held):");
+            retention::print_tiers(&self.disk);
         }
     }
 }

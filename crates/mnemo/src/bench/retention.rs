@@ -98,6 +98,12 @@ pub(crate) struct DiskSample {
     pub(crate) memories: u64,
     pub(crate) log_bytes: u64,
     pub(crate) data_bytes: u64,
+    /// Rows in each tier, rows that entered the warm tier so far, server RSS.
+    pub(crate) fresh: u64,
+    pub(crate) warm: u64,
+    pub(crate) graph: u64,
+    pub(crate) warm_entered: u64,
+    pub(crate) rss_bytes: u64,
 }
 
 /// Samples the space's memories and the server's disk every second until `stop`.
@@ -125,6 +131,11 @@ pub(crate) async fn sample_disk(
             memories: st.memories,
             log_bytes: s.log_bytes,
             data_bytes: s.data_bytes,
+            fresh: st.fresh_count,
+            warm: st.warm_count,
+            graph: st.indexed_count,
+            warm_entered: st.warm_entered,
+            rss_bytes: s.server_rss_bytes,
         });
     }
     Ok(out)
@@ -164,5 +175,33 @@ pub(crate) fn print_curve(samples: &[DiskSample]) {
                 s.data_bytes as f64 / 1e6
             );
         }
+    }
+}
+
+/// Each second of the run: accepted, into the warm tier and into the graph (rows
+/// per second over that second), each tier's rows and the server's RSS.
+pub(crate) fn print_tiers(samples: &[DiskSample]) {
+    if samples.len() < 2 {
+        return;
+    }
+    println!(
+        "  {:>5}  {:>9}  {:>9}  {:>9}  {:>8}  {:>9}  {:>9}  {:>7}",
+        "t (s)", "accepted/s", "to warm/s", "to graph/s", "fresh", "warm", "graph", "RSS MB"
+    );
+    for w in samples.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let dt = (b.t_s - a.t_s).max(1e-3);
+        let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / dt;
+        println!(
+            "  {:>5.0}  {:>10.0}  {:>9.0}  {:>10.0}  {:>8}  {:>9}  {:>9}  {:>7.0}",
+            b.t_s,
+            rate(a.committed_lsn, b.committed_lsn),
+            rate(a.warm_entered, b.warm_entered),
+            rate(a.graph, b.graph),
+            b.fresh,
+            b.warm,
+            b.graph,
+            b.rss_bytes as f64 / 1e6
+        );
     }
 }

@@ -229,7 +229,7 @@ class AckBatch(_message.Message):
     def __init__(self, acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ...) -> None: ...
 
 class StreamStatus(_message.Message):
-    __slots__ = ("state", "pressure", "queue_depth", "queue_capacity", "credit_window", "suggested_batch", "retry_after_ms", "drain_rate")
+    __slots__ = ("state", "pressure", "queue_depth", "queue_capacity", "credit_window", "suggested_batch", "retry_after_ms", "drain_rate", "fresh_fill", "warm_fill")
     STATE_FIELD_NUMBER: _ClassVar[int]
     PRESSURE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +238,8 @@ class StreamStatus(_message.Message):
     SUGGESTED_BATCH_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     DRAIN_RATE_FIELD_NUMBER: _ClassVar[int]
+    FRESH_FILL_FIELD_NUMBER: _ClassVar[int]
+    WARM_FILL_FIELD_NUMBER: _ClassVar[int]
     state: PressureState
     pressure: float
     queue_depth: int
@@ -246,7 +248,9 @@ class StreamStatus(_message.Message):
     suggested_batch: int
     retry_after_ms: int
     drain_rate: float
-    def __init__(self, state: _Optional[_Union[PressureState, str]] = ..., pressure: _Optional[float] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., credit_window: _Optional[int] = ..., suggested_batch: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., drain_rate: _Optional[float] = ...) -> None: ...
+    fresh_fill: float
+    warm_fill: float
+    def __init__(self, state: _Optional[_Union[PressureState, str]] = ..., pressure: _Optional[float] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., credit_window: _Optional[int] = ..., suggested_batch: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., drain_rate: _Optional[float] = ..., fresh_fill: _Optional[float] = ..., warm_fill: _Optional[float] = ...) -> None: ...
 
 class MemoryRequest(_message.Message):
     __slots__ = ("init", "observation", "recall", "flow_control", "close", "batch")
@@ -502,7 +506,7 @@ class SpaceInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., ef_search: _Optional[int] = ..., created_at_us: _Optional[int] = ..., default_ttl_ms: _Optional[int] = ...) -> None: ...
 
 class SpaceStats(_message.Message):
-    __slots__ = ("committed_lsn", "indexed_lsn", "indexed_count", "fresh_count", "checkpoint_lsn", "attrs_bytes", "live_bytes", "dead_bytes", "unpurged", "oldest_snapshot_lsn", "memories")
+    __slots__ = ("committed_lsn", "indexed_lsn", "indexed_count", "fresh_count", "checkpoint_lsn", "attrs_bytes", "live_bytes", "dead_bytes", "unpurged", "oldest_snapshot_lsn", "memories", "warm_count", "warm_entered", "warm_moved")
     COMMITTED_LSN_FIELD_NUMBER: _ClassVar[int]
     INDEXED_LSN_FIELD_NUMBER: _ClassVar[int]
     INDEXED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -514,6 +518,9 @@ class SpaceStats(_message.Message):
     UNPURGED_FIELD_NUMBER: _ClassVar[int]
     OLDEST_SNAPSHOT_LSN_FIELD_NUMBER: _ClassVar[int]
     MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    WARM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WARM_ENTERED_FIELD_NUMBER: _ClassVar[int]
+    WARM_MOVED_FIELD_NUMBER: _ClassVar[int]
     committed_lsn: int
     indexed_lsn: int
     indexed_count: int
@@ -525,7 +532,10 @@ class SpaceStats(_message.Message):
     unpurged: int
     oldest_snapshot_lsn: int
     memories: int
-    def __init__(self, committed_lsn: _Optional[int] = ..., indexed_lsn: _Optional[int] = ..., indexed_count: _Optional[int] = ..., fresh_count: _Optional[int] = ..., checkpoint_lsn: _Optional[int] = ..., attrs_bytes: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., unpurged: _Optional[int] = ..., oldest_snapshot_lsn: _Optional[int] = ..., memories: _Optional[int] = ...) -> None: ...
+    warm_count: int
+    warm_entered: int
+    warm_moved: int
+    def __init__(self, committed_lsn: _Optional[int] = ..., indexed_lsn: _Optional[int] = ..., indexed_count: _Optional[int] = ..., fresh_count: _Optional[int] = ..., checkpoint_lsn: _Optional[int] = ..., attrs_bytes: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., unpurged: _Optional[int] = ..., oldest_snapshot_lsn: _Optional[int] = ..., memories: _Optional[int] = ..., warm_count: _Optional[int] = ..., warm_entered: _Optional[int] = ..., warm_moved: _Optional[int] = ...) -> None: ...
 
 class ListSpacesRequest(_message.Message):
     __slots__ = ()

@@ -49,10 +49,11 @@ const TRAIN_ITERATIONS: usize = 6;
 /// asks for a new codebook.
 const DRIFT_RATIO: f32 = 1.5;
 
-/// Bytes a row of `dim` takes: LSN, code, factor, squared norm, moved flag, and its
-/// entry in a segment's move order while it is being moved.
+/// Bytes a row of `dim` takes: LSN, 1-bit code and factor, 4-bit code and scale,
+/// squared norm and residual, moved flag, and its entry in a segment's move order
+/// while it is being moved.
 pub(crate) fn row_bytes(dim: usize) -> usize {
-    8 + 8 * codes::code_words(dim) + 4 + 4 + 1 + 16
+    8 + 8 * codes::code_words(dim) + 4 + codes::nibble_bytes(dim) + 4 + 4 + 4 + 1 + 16
 }
 
 /// A trained IVF: centroids (in the space's prepared form) and the rotation.
@@ -100,13 +101,30 @@ impl Codebook {
     }
 }
 
+/// A row encoded for a list, before it is appended.
+struct Encoded {
+    lsn: Lsn,
+    list: u32,
+    code: Vec<u64>,
+    factor: f32,
+    nibbles: Vec<u8>,
+    nibble_scale: f32,
+    sq_norm: f32,
+    residual_sq: f32,
+}
+
 /// One list of a segment: its rows, column by column.
 #[derive(Default)]
 struct List {
     lsns: Vec<Lsn>,
     codes: Vec<u64>,
     factors: Vec<f32>,
+    /// 4-bit codes of the rotated residual and their scales.
+    nibbles: Vec<u8>,
+    nibble_scales: Vec<f32>,
+    /// `|x|²` and `|x - c|²`.
     sq_norms: Vec<f32>,
+    residual_sq: Vec<f32>,
     /// Per row: in the graph now (scans skip it).
     moved: Vec<AtomicBool>,
 }
@@ -261,12 +279,24 @@ impl WarmTier {
                 .iter_mut()
                 .zip(v.iter().zip(c))
                 .for_each(|(r, (x, c))| *r = x - c);
-            residual_sum += f64::from(crate::index::score::dot(&residual, &residual));
+            let residual_sq = crate::index::score::dot(&residual, &residual);
+            residual_sum += f64::from(residual_sq);
             book.rotation.apply(&residual, &mut rotated, &mut scratch);
             let mut code = Vec::with_capacity(words);
             let factor = codes::encode(&rotated, &mut code);
+            let mut nibbles = Vec::with_capacity(codes::nibble_bytes(dim));
+            let nibble_scale = codes::encode_nibbles(&rotated, &mut nibbles);
             let sq_norm = crate::index::score::dot(v, v);
-            encoded.push((*lsn, list, code, factor, sq_norm));
+            encoded.push(Encoded {
+                lsn: *lsn,
+                list,
+                code,
+                factor,
+                nibbles,
+                nibble_scale,
+                sq_norm,
+                residual_sq,
+            });
         }
         loop {
             let segment = self.open_segment(&book);
@@ -274,14 +304,17 @@ impl WarmTier {
             if seg.sealed {
                 continue; // a mover sealed it meanwhile: the next one
             }
-            for (lsn, list, code, factor, sq_norm) in &encoded {
-                let l = &mut seg.lists[*list as usize];
-                l.lsns.push(*lsn);
-                l.codes.extend_from_slice(code);
-                l.factors.push(*factor);
-                l.sq_norms.push(*sq_norm);
+            for e in &encoded {
+                let l = &mut seg.lists[e.list as usize];
+                l.lsns.push(e.lsn);
+                l.codes.extend_from_slice(&e.code);
+                l.factors.push(e.factor);
+                l.nibbles.extend_from_slice(&e.nibbles);
+                l.nibble_scales.push(e.nibble_scale);
+                l.sq_norms.push(e.sq_norm);
+                l.residual_sq.push(e.residual_sq);
                 l.moved.push(AtomicBool::new(false));
-                segment.pending_low.fetch_min(*lsn, Ordering::AcqRel);
+                segment.pending_low.fetch_min(e.lsn, Ordering::AcqRel);
             }
             seg.len += encoded.len();
             seg.residual_sum += residual_sum;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::codes::CodedCue;
+use super::codes::{self, CodedCue};
 use super::{Codebook, List, Segment, WarmTier};
 use crate::index::topk::TopK;
 use crate::types::{Lsn, Metric};
@@ -15,10 +15,16 @@ pub(crate) struct WarmCue<'a> {
     books: Vec<(usize, BookCue)>,
 }
 
-struct BookCue {
+/// The cue against one list: `P(q - c)`, coded and as is, and `|q - c|²`.
+struct ListCue {
     coded: CodedCue,
-    /// `q·c` per list.
-    centroid_dots: Vec<f32>,
+    rotated: Vec<f32>,
+    residual_sq: f32,
+}
+
+struct BookCue {
+    /// Per list, once a segment's list was probed.
+    lists: Vec<Option<ListCue>>,
     /// Lists, nearest centroid first.
     nearest: Vec<u32>,
 }
@@ -33,27 +39,43 @@ impl<'a> WarmCue<'a> {
         }
     }
 
-    fn for_book(&mut self, book: &Arc<Codebook>) -> &BookCue {
+    fn for_book(&mut self, book: &Arc<Codebook>) -> usize {
         let key = Arc::as_ptr(book) as usize;
         if let Some(i) = self.books.iter().position(|b| b.0 == key) {
-            return &self.books[i].1;
+            return i;
         }
         let mut dots = Vec::new();
         super::kmeans::dots(self.cue, &book.centroids, book.dim, &mut dots);
         let mut nearest: Vec<u32> = (0..book.lists() as u32).collect();
         let closeness = |l: u32| dots[l as usize] - book.half_sq[l as usize];
         nearest.sort_by(|a, b| closeness(*b).total_cmp(&closeness(*a)));
-        let (mut rotated, mut scratch) = (Vec::new(), Vec::new());
-        book.rotation.apply(self.cue, &mut rotated, &mut scratch);
         self.books.push((
             key,
             BookCue {
-                coded: CodedCue::new(&rotated),
-                centroid_dots: dots,
+                lists: (0..book.lists()).map(|_| None).collect(),
                 nearest,
             },
         ));
-        &self.books[self.books.len() - 1].1
+        self.books.len() - 1
+    }
+
+    /// The cue against list `l` of `book` (the book's entry is `at`).
+    fn for_list(&mut self, at: usize, book: &Codebook, l: usize) -> &ListCue {
+        let cue = self.cue;
+        self.books[at].1.lists[l].get_or_insert_with(|| {
+            let residual: Vec<f32> = cue
+                .iter()
+                .zip(book.centroid(l))
+                .map(|(q, c)| q - c)
+                .collect();
+            let (mut rotated, mut scratch) = (Vec::new(), Vec::new());
+            book.rotation.apply(&residual, &mut rotated, &mut scratch);
+            ListCue {
+                coded: CodedCue::new(&rotated),
+                rotated,
+                residual_sq: crate::index::score::dot(&residual, &residual),
+            }
+        })
     }
 }
 
@@ -69,23 +91,35 @@ impl WarmTier {
         outside: &(dyn Fn(Lsn) -> bool + Sync),
     ) -> Vec<(Lsn, f32)> {
         let segments: Vec<Arc<Segment>> = self.segments.read().iter().cloned().collect();
+        // The 1-bit estimates shortlist; the 4-bit ones rank the shortlist.
+        let mut shortlist = TopK::new(want.saturating_mul(SHORTLIST_FACTOR).max(SHORTLIST_MIN));
         let mut top = TopK::new(want);
         let kernel = list_kernel();
         let (metric, sq_norm) = (self.metric, cue.sq_norm);
         for segment in segments {
-            let book_cue = cue.for_book(&segment.book);
+            let at = cue.for_book(&segment.book);
+            let lists: Vec<u32> = cue.books[at]
+                .1
+                .nearest
+                .iter()
+                .take(probe)
+                .copied()
+                .collect();
             let rows = segment.rows.read();
-            for &l in book_cue.nearest.iter().take(probe) {
+            for l in lists {
                 let list = &rows.lists[l as usize];
-                let base = book_cue.centroid_dots[l as usize];
+                if list.lsns.is_empty() {
+                    continue;
+                }
+                let list_cue = cue.for_list(at, &segment.book, l as usize);
                 kernel(&mut ListScan {
                     list,
-                    coded: &book_cue.coded,
-                    base,
+                    cue: list_cue,
                     metric,
                     cue_sq: sq_norm,
                     snapshot,
                     outside,
+                    shortlist: &mut shortlist,
                     top: &mut top,
                 });
             }
@@ -93,11 +127,9 @@ impl WarmTier {
         top.into_sorted()
     }
 
-    /// Candidates a scan for `want` results hands to the exact re-score: the 1-bit
-    /// estimate orders rows only roughly (clustered 384-d rows kept 0.92 of their
-    /// true top 10 among the best 100 estimates, 0.97 among 200, 0.99 among 400).
+    /// Candidates a scan for `want` results hands to the exact re-score.
     pub(crate) fn rescore_count(want: usize) -> usize {
-        (want * 20).clamp(200, 4096)
+        (want * 8).clamp(100, 4096)
     }
 
     /// Lists a scan probes for `want` results: a share of each codebook's lists,
@@ -107,37 +139,60 @@ impl WarmTier {
     }
 }
 
+/// Rows the 1-bit estimates shortlist per row asked for, and at least.
+const SHORTLIST_FACTOR: usize = 8;
+const SHORTLIST_MIN: usize = 1024;
+
 struct ListScan<'s, 't> {
     list: &'s List,
-    coded: &'s CodedCue,
-    base: f32,
+    cue: &'s ListCue,
     metric: Metric,
     cue_sq: f32,
     snapshot: Lsn,
     outside: &'s (dyn Fn(Lsn) -> bool + Sync),
+    shortlist: &'t mut TopK,
     top: &'t mut TopK,
 }
 
 #[inline(always)]
 fn scan_list_body(s: &mut ListScan<'_, '_>) {
     let list = s.list;
-    let words = if list.lsns.is_empty() {
-        0
+    let (words, nibble_bytes) = if list.lsns.is_empty() {
+        (0, 0)
     } else {
-        list.codes.len() / list.lsns.len()
+        (
+            list.codes.len() / list.lsns.len(),
+            list.nibbles.len() / list.lsns.len(),
+        )
     };
     for (i, &lsn) in list.lsns.iter().enumerate() {
         if lsn > s.snapshot || list.moved[i].load(std::sync::atomic::Ordering::Acquire) {
             continue;
         }
         let code = &list.codes[i * words..(i + 1) * words];
-        let dot = s.base + list.factors[i] * s.coded.signed_dot(code);
-        let score = match s.metric {
-            Metric::Cosine | Metric::InnerProduct => dot,
-            Metric::L2 => -(s.cue_sq + list.sq_norms[i] - 2.0 * dot),
+        // |q - x|² from the residuals (see `codes.rs`), then the metric's score.
+        let score = |residual_dot: f32| {
+            let distance = s.cue.residual_sq + list.residual_sq[i] - 2.0 * residual_dot;
+            match s.metric {
+                Metric::Cosine | Metric::InnerProduct => {
+                    (s.cue_sq + list.sq_norms[i] - distance) / 2.0
+                }
+                Metric::L2 => -distance,
+            }
         };
-        if s.top.admits(score) && !(s.outside)(lsn) {
-            s.top.offer(lsn, score);
+        let coarse = score(list.factors[i] * s.cue.coded.signed_dot(code));
+        if !s.shortlist.admits(coarse) || (s.outside)(lsn) {
+            continue;
+        }
+        s.shortlist.offer(lsn, coarse);
+        let nibbles = &list.nibbles[i * nibble_bytes..(i + 1) * nibble_bytes];
+        let fine = score(codes::nibble_dot(
+            nibbles,
+            list.nibble_scales[i],
+            &s.cue.rotated,
+        ));
+        if s.top.admits(fine) {
+            s.top.offer(lsn, fine);
         }
     }
 }
