@@ -22,9 +22,10 @@ pub struct EngineConfig {
     /// every recall's scan and the peak RSS.
     pub fresh_tier_bytes: usize,
     /// Memory the warm tier of one space may use: rows that left the fresh tier
-    /// faster than the graph takes them, as 1-bit codes in IVF lists (~`dim / 8 +
-    /// 33` bytes a row). Its fill counts in pressure like the fresh tier's. Default
-    /// 512 MiB: ~4M rows at 768-d, minutes of ingest beyond what the graph absorbs,
+    /// faster than the graph takes them, as 1-bit and 4-bit codes in IVF lists
+    /// (`dim × 5/8 + 41` bytes a row: 521 at 768-d). Past 30 % full its fill
+    /// counts in pressure (Warning from ~65 %). Default 1 GiB: ~2M rows at 768-d,
+    /// ~3.8M at 384-d, a minute or more of ingest beyond what the graph absorbs,
     /// held only while the graph is behind. 0 turns the tier off (rows go from
     /// the fresh tier straight into the graph, and ingest is held to its rate).
     pub warm_tier_bytes: usize,
@@ -204,7 +205,7 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("mnemo-data"),
             log: LogConfig::default(),
             fresh_tier_bytes: 128 << 20,
-            warm_tier_bytes: 512 << 20,
+            warm_tier_bytes: 1 << 30,
             warm_backlog: 4096,
             index_threads: std::thread::available_parallelism()
                 .map(|n| n.get())

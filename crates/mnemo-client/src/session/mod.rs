@@ -28,6 +28,9 @@ use crate::error::{Error, Result, reject_name};
 use crate::pb;
 use crate::pb::observe_response::Kind as In;
 
+/// How far behind its schedule a paced session may fall and still catch up.
+const PACE_CATCH_UP: Duration = Duration::from_millis(20);
+
 /// Where the observations of a session come from.
 pub trait Feed: Send {
     /// The observation to send as `sequence` (consecutive: 1, 2, … for a new
@@ -389,7 +392,10 @@ impl Run<'_> {
             if now < self.pace_at {
                 return Ok(None);
             }
-            self.pace_at = self.pace_at.max(now - iv) + iv;
+            // Sends missed while asleep (timers wake about every millisecond, far
+            // less often than a high rate's interval) are made up, up to
+            // `PACE_CATCH_UP`: the paced rate holds at any interval.
+            self.pace_at = self.pace_at.max(now - iv.max(PACE_CATCH_UP)) + iv;
         }
         let seq = self.next_new;
         let Some(mut obs) = self.feed.next(seq)? else {

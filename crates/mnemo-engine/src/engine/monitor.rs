@@ -64,6 +64,17 @@ pub(super) fn run(inner: &Inner) {
     }
 }
 
+/// The warm tier's share of pressure: none below [`WARM_QUIET`] of its capacity
+/// (absorbing what the graph cannot take yet is its job, and it drains only at
+/// the graph's rate, so throttling early would cap ingest at that rate), then
+/// rising to 1 when it is full: Warning from ~65 %, Overloaded from ~97 %.
+fn warm_pressure(fill: f64) -> f64 {
+    ((fill - WARM_QUIET) / (1.0 - WARM_QUIET)).max(0.0)
+}
+
+/// Fill of the warm tier below which it adds no pressure.
+const WARM_QUIET: f64 = 0.3;
+
 /// Reads the fills and turns them into pressure and `retry_after`.
 fn sample(inner: &Inner, drain_rate: f64) -> PressureReport {
     let reg = &inner.registry;
@@ -94,7 +105,7 @@ fn sample(inner: &Inner, drain_rate: f64) -> PressureReport {
     let pressure = items_fill
         .max(bytes_fill)
         .max(fresh_fill)
-        .max(warm_fill)
+        .max(warm_pressure(warm_fill))
         .max(log_fill);
     // Records to drain to get back to Warning, whichever bound is the tightest.
     let avg_bytes = if items > 0 {
