@@ -427,6 +427,20 @@ impl WarmTier {
         Ok(batch.len())
     }
 
+    /// Whether `lsn` is held, and if so whether it is marked moved (tests).
+    #[cfg(test)]
+    pub(crate) fn holds(&self, lsn: Lsn) -> Option<bool> {
+        for segment in self.segments.read().iter() {
+            let rows = segment.rows.read();
+            for list in &rows.lists {
+                if let Some(i) = list.lsns.iter().position(|&l| l == lsn) {
+                    return Some(list.moved[i].load(Ordering::Acquire));
+                }
+            }
+        }
+        None
+    }
+
     /// Seals `segment` and lists its rows in LSN order.
     fn seal(segment: &Segment) -> MoveOrder {
         let mut seg = segment.rows.write();

@@ -127,9 +127,10 @@ impl WarmTier {
         top.into_sorted()
     }
 
-    /// Candidates a scan for `want` results hands to the exact re-score.
+    /// Candidates a scan for `want` results hands to the exact re-score: several
+    /// times `want` for a small `want`, never fewer than `want`.
     pub(crate) fn rescore_count(want: usize) -> usize {
-        (want * 8).clamp(100, 4096)
+        want.saturating_mul(8).clamp(100, 4096).max(want)
     }
 
     /// Lists a scan probes for `want` results: a share of each codebook's lists,
