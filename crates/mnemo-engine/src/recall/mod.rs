@@ -26,7 +26,7 @@ use plan::Plan;
 /// Candidates re-scored beyond `k` (at least this many, or `k / 2`): the fresh scan
 /// ranks by 8-bit codes and the graph at index precision, so the exact re-score
 /// looks a little further than `k` before it picks the final `k`.
-const RESCORE_MARGIN: usize = 32;
+pub(crate) const RESCORE_MARGIN: usize = 32;
 
 /// Largest `k` one recall may ask for.
 pub const MAX_RECALL_K: usize = 10_000;

@@ -168,8 +168,22 @@ pub(crate) fn encode_nibbles(y: &[f32], out: &mut Vec<u8>) -> f32 {
     scale
 }
 
-/// `cue · y` for a row's 4-bit code and scale.
+/// A row's 4-bit code as one signed byte per coordinate, into `out` (`dim` long),
+/// for the 8-bit dot kernel.
 #[inline]
+pub(crate) fn unpack_nibbles(code: &[u8], out: &mut [i8]) {
+    for (pair, byte) in out.chunks_mut(2).zip(code) {
+        // A nibble as a signed value: shift it to the top of an i8, back down.
+        pair[0] = ((byte << 4) as i8) >> 4;
+        if let Some(high) = pair.get_mut(1) {
+            *high = (*byte as i8) >> 4;
+        }
+    }
+}
+
+/// `cue · y` for a row's 4-bit code and scale (the reference the scan's kernel is
+/// tested against).
+#[cfg(test)]
 pub(crate) fn nibble_dot(code: &[u8], scale: f32, cue: &[f32]) -> f32 {
     // A nibble as a signed value: shift it to the top of an i8, back down.
     let signed = |n: u8| f32::from(((n << 4) as i8) >> 4);
@@ -267,6 +281,10 @@ mod tests {
         let (est, exact) = (nibble_dot(&code, scale, &v[1]), dot(&v[0], &v[1]));
         let bound = 0.05 * dot(&v[0], &v[0]).sqrt() * dot(&v[1], &v[1]).sqrt();
         assert!((est - exact).abs() < bound, "{est} vs {exact}");
+        let mut unpacked = vec![0i8; dim];
+        unpack_nibbles(&code, &mut unpacked);
+        let as_f32: Vec<f32> = unpacked.iter().map(|&x| f32::from(x) * scale).collect();
+        assert!((dot(&as_f32, &v[1]) - est).abs() < 1e-4);
     }
 
     /// The estimate follows the true dot product closely at 768 dimensions.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::codes::{self, CodedCue};
 use super::{Codebook, List, Segment, WarmTier};
+use crate::index::score;
 use crate::index::topk::TopK;
 use crate::types::{Lsn, Metric};
 
@@ -15,10 +16,11 @@ pub(crate) struct WarmCue<'a> {
     books: Vec<(usize, BookCue)>,
 }
 
-/// The cue against one list: `P(q - c)`, coded and as is, and `|q - c|²`.
+/// The cue against one list: `P(q - c)` as bit planes and as 8-bit codes, and
+/// `|q - c|²`.
 struct ListCue {
     coded: CodedCue,
-    rotated: Vec<f32>,
+    rotated: score::Quantized,
     residual_sq: f32,
 }
 
@@ -72,7 +74,7 @@ impl<'a> WarmCue<'a> {
             book.rotation.apply(&residual, &mut rotated, &mut scratch);
             ListCue {
                 coded: CodedCue::new(&rotated),
-                rotated,
+                rotated: score::quantize(&rotated),
                 residual_sq: crate::index::score::dot(&residual, &residual),
             }
         })
@@ -95,6 +97,7 @@ impl WarmTier {
         let mut shortlist = TopK::new(want.saturating_mul(SHORTLIST_FACTOR).max(SHORTLIST_MIN));
         let mut top = TopK::new(want);
         let kernel = list_kernel();
+        let (dot_i8, mut unpacked) = (score::dot_i8_kernel(), vec![0i8; self.dim]);
         let (metric, sq_norm) = (self.metric, cue.sq_norm);
         for segment in segments {
             let at = cue.for_book(&segment.book);
@@ -121,6 +124,8 @@ impl WarmTier {
                     outside,
                     shortlist: &mut shortlist,
                     top: &mut top,
+                    dot_i8,
+                    unpacked: &mut unpacked,
                 });
             }
         }
@@ -130,19 +135,19 @@ impl WarmTier {
     /// Candidates a scan for `want` results hands to the exact re-score: several
     /// times `want` for a small `want`, never fewer than `want`.
     pub(crate) fn rescore_count(want: usize) -> usize {
-        want.saturating_mul(8).clamp(100, 4096).max(want)
+        want.saturating_mul(4).clamp(64, 4096).max(want)
     }
 
     /// Lists a scan probes for `want` results: a share of each codebook's lists,
     /// more for more results. Callers widen it when a filter leaves too few.
     pub(crate) fn default_probe(want: usize) -> usize {
-        (16 + want / 4).min(super::LISTS)
+        (8 + want / 8).min(super::LISTS)
     }
 }
 
 /// Rows the 1-bit estimates shortlist per row asked for, and at least.
-const SHORTLIST_FACTOR: usize = 8;
-const SHORTLIST_MIN: usize = 1024;
+const SHORTLIST_FACTOR: usize = 4;
+const SHORTLIST_MIN: usize = 256;
 
 struct ListScan<'s, 't> {
     list: &'s List,
@@ -153,6 +158,9 @@ struct ListScan<'s, 't> {
     outside: &'s (dyn Fn(Lsn) -> bool + Sync),
     shortlist: &'t mut TopK,
     top: &'t mut TopK,
+    dot_i8: fn(&[i8], &[i8]) -> i32,
+    /// A row's 4-bit code, one byte per coordinate.
+    unpacked: &'t mut [i8],
 }
 
 #[inline(always)]
@@ -187,11 +195,9 @@ fn scan_list_body(s: &mut ListScan<'_, '_>) {
         }
         s.shortlist.offer(lsn, coarse);
         let nibbles = &list.nibbles[i * nibble_bytes..(i + 1) * nibble_bytes];
-        let fine = score(codes::nibble_dot(
-            nibbles,
-            list.nibble_scales[i],
-            &s.cue.rotated,
-        ));
+        codes::unpack_nibbles(nibbles, s.unpacked);
+        let dot = (s.dot_i8)(s.unpacked, &s.cue.rotated.codes) as f32;
+        let fine = score(dot * list.nibble_scales[i] * s.cue.rotated.scale);
         if s.top.admits(fine) {
             s.top.offer(lsn, fine);
         }

@@ -16,6 +16,9 @@ fn clustered(seed: u64, n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> 
         .collect()
 }
 
+/// What a k = 10 recall asks the warm tier for.
+const POOL: usize = 10 + crate::recall::RESCORE_MARGIN;
+
 fn filled(rows: &[Vec<f32>], dim: usize) -> WarmTier {
     let t = WarmTier::new(dim, Metric::Cosine, 1 << 20, 1);
     let sample: Vec<f32> = rows.iter().take(TRAIN_ROWS).flatten().copied().collect();
@@ -31,7 +34,8 @@ fn filled(rows: &[Vec<f32>], dim: usize) -> WarmTier {
     t
 }
 
-/// Estimated candidates, the best re-scored exactly: the true top 10 is kept.
+/// Estimated candidates, the best re-scored exactly: the true top 10 is kept (with
+/// the pool a k = 10 recall asks the tier for: 10 and the re-score margin).
 #[test]
 fn candidates_rescored_exactly_keep_the_true_top_ten() {
     let (dim, n) = (384, 20_000);
@@ -51,8 +55,8 @@ fn candidates_rescored_exactly_keep_the_true_top_ten() {
         let mut cue = WarmCue::new(q);
         let found = t.scan(
             &mut cue,
-            WarmTier::rescore_count(10),
-            WarmTier::default_probe(10),
+            WarmTier::rescore_count(POOL),
+            WarmTier::default_probe(POOL),
             Lsn::MAX,
             &|_| false,
         );
