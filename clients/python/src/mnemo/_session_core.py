@@ -26,6 +26,9 @@ class SessionCore(Generic[T]):
         self._in_flight = 0
         self._window = 1
         self._retry_at = 0.0
+        # The pending retry waits out pressure (not a full disk): a status saying
+        # the pressure eased ends it early.
+        self._pressure_retry = False
         self._error: Optional[BaseException] = None
         self._stream_lost = False
         self._call: Any = None
@@ -71,12 +74,21 @@ class SessionCore(Generic[T]):
             self._refused(a)
         return None
 
+    def _status(self, st: pb.StreamStatus) -> None:
+        """A pressure change: the new window; below Critical, a retry that waits out
+        pressure goes now (its ``retry_after`` was an estimate made under it)."""
+        self._window = max(1, st.credit_window)
+        if self._pressure_retry and st.state in (pb.NORMAL, pb.WARNING):
+            self._retry_at = 0.0
+            self._pressure_retry = False
+
     def _refused(self, a: pb.Ack) -> None:
         code = a.code
         if code in (pb.OVERLOADED, pb.WINDOW_EXCEEDED, pb.STORAGE_FULL):
             self.retried += 1
             at = time.monotonic() + max(a.retry_after_ms / 1000.0, _MIN_RETRY)
             self._retry_at = max(self._retry_at, at)
+            self._pressure_retry = code != pb.STORAGE_FULL
             self._cursor = min(self._cursor, a.sequence)
         elif code == pb.SEQUENCE_GAP:
             self._cursor = min(self._cursor, a.expected_sequence or a.sequence)

@@ -505,7 +505,7 @@ class AsyncSession(SessionCore[pb.Observation]):
                     p = Pressure.from_pb(msg.status)
                     async with self._cv:
                         self.pressure = p
-                        self._window = max(1, msg.status.credit_window)
+                        self._status(msg.status)
                         self._cv.notify_all()
                     if self._on_pressure is not None:
                         self._on_pressure(p)

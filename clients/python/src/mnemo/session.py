@@ -347,7 +347,7 @@ class Session(SessionCore[bytes]):
                     p = Pressure.from_pb(msg.status)
                     with self._cv:
                         self.pressure = p
-                        self._window = max(1, msg.status.credit_window)
+                        self._status(msg.status)
                         self._cv.notify_all()
                     if self._on_pressure is not None:
                         self._on_pressure(p)

@@ -129,6 +129,8 @@ struct Run<'a> {
     next_new: u64,
     feed_done: bool,
     pace_at: Instant,
+    /// The pending retry waits out pressure (not a full disk).
+    pressure_retry: bool,
     summary: SessionSummary,
 }
 
@@ -169,6 +171,7 @@ pub(crate) async fn drive(
         next_new: 1,
         feed_done: false,
         pace_at: Instant::now(),
+        pressure_retry: false,
     };
     let mut failures = 0u32;
     let mut conn = client.clone();
@@ -341,6 +344,17 @@ impl Run<'_> {
                 }
                 In::Status(st) => {
                     window = u64::from(st.credit_window.max(1));
+                    // Below Critical, a retry that waits out pressure goes now: its
+                    // retry_after was an estimate made under that pressure (e.g. at
+                    // the graph's rate, before the warm tier took over).
+                    let eased = matches!(
+                        pb::PressureState::try_from(st.state),
+                        Ok(pb::PressureState::Normal | pb::PressureState::Warning)
+                    );
+                    if eased && self.pressure_retry {
+                        retry_at = None;
+                        self.pressure_retry = false;
+                    }
                     self.events.status(&st);
                 }
                 In::Closed(c) => return Ok(Ended::Closed(c.final_sequence)),
@@ -451,6 +465,7 @@ impl Run<'_> {
                             );
                         }
                         self.summary.refused += 1;
+                        self.pressure_retry = code != pb::RejectCode::StorageFull;
                         let wait = Duration::from_millis(a.retry_after_ms).max(MIN_RETRY);
                         let at = Instant::now() + wait;
                         *retry_at = Some(retry_at.map_or(at, |t| t.max(at)));
