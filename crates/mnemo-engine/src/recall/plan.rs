@@ -149,7 +149,11 @@ impl Plan<'_> {
         }
         let mut cue = WarmCue::new(self.prepared);
         let want = WarmTier::rescore_count(pool);
-        let mut probe = WarmTier::default_probe(pool);
+        let mut probe = if warm.len() <= warm::SCAN_ALL_ROWS {
+            warm::LISTS
+        } else {
+            WarmTier::default_probe(pool)
+        };
         let mut found = warm.scan(&mut cue, want, probe, self.snapshot, outside);
         while found.len() < want && probe < warm::LISTS {
             probe = (probe * 4).min(warm::LISTS);

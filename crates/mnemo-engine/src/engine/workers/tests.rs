@@ -12,7 +12,7 @@ use crate::index::score;
 use crate::types::{Filter, Lsn, Metric, TagClause, TagTest};
 use crate::{Engine, EngineConfig, Observation, RecallRequest, SnapshotSpec, SpaceConfig};
 
-const DIM: usize = 16;
+const DIM: usize = 64;
 
 fn config(dir: &std::path::Path) -> EngineConfig {
     let mut cfg = EngineConfig::new(dir);
@@ -282,8 +282,9 @@ fn a_reopen_with_rows_in_every_tier_finds_each_once() {
     hold(name, false);
     hold_moves(name, false);
     cfg.data_dir = copy.path().to_owned();
-    // A small fresh tier (~1,170 rows): the replay overflows it into the warm tier.
-    cfg.fresh_tier_bytes = 64 * 1024;
+    // A small fresh tier (~1,300 rows at 64-d): the replay overflows it into the
+    // warm tier (whose codebook trains on the 1,024 or more rows it holds).
+    cfg.fresh_tier_bytes = 256 * 1024;
     let engine = Engine::open(cfg).unwrap();
     let space = engine.inner.registry.by_name(name).unwrap();
     assert!(

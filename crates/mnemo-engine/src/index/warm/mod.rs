@@ -35,6 +35,13 @@ use codes::Rotation;
 
 pub(crate) use scan::WarmCue;
 
+/// Fewest dimensions a space needs for a warm tier: below, a 1-bit code says too
+/// little about a row, and graph inserts are cheap enough to keep up on their own.
+pub(crate) const MIN_DIM: usize = 64;
+
+/// Warm tiers up to this many rows are scanned whole (every list): a few ms at most.
+pub(crate) const SCAN_ALL_ROWS: usize = 32 * 1024;
+
 /// Rows per segment.
 const SEGMENT_ROWS: usize = 32 * 1024;
 /// Lists a codebook is trained with, at most (fewer for a small sample).
@@ -175,12 +182,13 @@ pub(crate) struct WarmTier {
 }
 
 impl WarmTier {
+    /// A tier of at most `capacity` rows (none below [`MIN_DIM`] dimensions).
     pub(crate) fn new(dim: usize, metric: Metric, capacity: usize, seed: u64) -> Self {
         WarmTier {
             dim,
             metric,
             seed,
-            capacity,
+            capacity: if dim >= MIN_DIM { capacity } else { 0 },
             book: RwLock::new(None),
             segments: RwLock::new(VecDeque::new()),
             resident: AtomicUsize::new(0),

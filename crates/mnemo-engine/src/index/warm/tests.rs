@@ -91,7 +91,7 @@ fn scans_respect_the_snapshot_and_the_predicate() {
 /// longer scanned; the lowest pending LSN follows; an emptied segment is dropped.
 #[test]
 fn rows_move_in_order_and_leave_when_moved() {
-    let dim = 32;
+    let dim = 64;
     let rows = clustered(5, 2000, dim, 8);
     let t = filled(&rows, dim);
     assert_eq!(t.lowest_pending(), Some(1));
@@ -130,7 +130,7 @@ fn rows_move_in_order_and_leave_when_moved() {
 
 #[test]
 fn no_codebook_no_rows_and_drift_asks_for_a_new_one() {
-    let dim = 16;
+    let dim = 64;
     let t = WarmTier::new(dim, Metric::L2, 1 << 20, 1);
     assert!(!t.ready());
     assert!(!t.insert(&[(1, vec![0.0; dim])]));
@@ -152,4 +152,10 @@ fn no_codebook_no_rows_and_drift_asks_for_a_new_one() {
     assert!(!t.ready(), "a new codebook is due");
     assert!(t.train(&sample));
     assert!(t.ready());
+}
+
+#[test]
+fn no_warm_tier_below_the_minimum_dimension() {
+    assert!(!WarmTier::new(MIN_DIM - 1, Metric::Cosine, 1 << 20, 1).enabled());
+    assert!(WarmTier::new(MIN_DIM, Metric::Cosine, 1 << 20, 1).enabled());
 }
