@@ -316,3 +316,71 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Property: with every row in the warm tier, a recall filtered on any set of
+/// topics returns the exact top k of its matches, both when every match is scored
+/// (below the exact limit) and when the tiers are searched with the filter as
+/// predicate (above it).
+#[test]
+fn filtered_recalls_over_warm_rows_match_an_exact_oracle() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.recall_exact_limit = 300;
+    let engine = Engine::open(cfg).unwrap();
+    let name = "tiers-oracle";
+    engine
+        .create_space(name, SpaceConfig::new(DIM as u32))
+        .unwrap();
+    hold(name, true);
+    hold_moves(name, true);
+    let vs = vectors(11, 3000);
+    write(&engine, name, &vs);
+    let space = engine.inner.registry.by_name(name).unwrap();
+    hold(name, false);
+    wait_for("rows into the warm tier", || space.warm.len() == 3000);
+    let prepared: Vec<Vec<f32>> = vs
+        .iter()
+        .map(|v| score::prepare(Metric::Cosine, v))
+        .collect();
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let strategy = (
+        proptest::collection::btree_set(0u8..10, 1..6),
+        1usize..30,
+        0u64..1000,
+    );
+    runner
+        .run(&strategy, |(topics, k, seed)| {
+            let cue = vectors(1000 + seed, 1).remove(0);
+            let q = score::prepare(Metric::Cosine, &cue);
+            let names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut want: Vec<(Lsn, f32)> = prepared
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| topics.contains(&((i % 10) as u8)))
+                .map(|(i, v)| (i as Lsn + 1, score::score(Metric::Cosine, &q, v)))
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let want: Vec<Lsn> = want.iter().take(k).map(|w| w.0).collect();
+            let mut req = RecallRequest::new(cue, k);
+            req.filter = topic_filter(&refs);
+            let got: Vec<Lsn> = engine
+                .recall(name, req)
+                .unwrap()
+                .collect_all()
+                .unwrap()
+                .iter()
+                .map(|m| m.lsn)
+                .collect();
+            prop_assert_eq!(got, want, "topics {:?}", topics);
+            Ok(())
+        })
+        .unwrap();
+    hold_moves(name, false);
+    engine.close().unwrap();
+}
