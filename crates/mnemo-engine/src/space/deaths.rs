@@ -17,7 +17,7 @@ use crate::codec::{Dec, DecError, Enc};
 use crate::types::Lsn;
 
 /// See the module docs.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Deaths {
     /// Memory → the LSN it died at, while unpurged.
     unpurged: HashMap<Lsn, Lsn>,

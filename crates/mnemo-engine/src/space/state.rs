@@ -53,8 +53,12 @@ impl Space {
     /// Encodes the state as it is now, with what it lets compaction remove.
     pub(crate) fn encode_state(&self) -> (Vec<u8>, Compactable) {
         let mut e = Enc::with_magic(MAGIC, VERSION);
+        // Copies taken under the locks and encoded after: encoding millions of rows
+        // takes a good part of a second, and a reader holding the lock that long
+        // makes the commit path (a writer) wait, and every recall queued behind it.
+        let attrs = self.attrs.read().clone();
+        let sessions = self.sessions.lock().clone();
         let compactable = {
-            let attrs = self.attrs.read();
             e.u64(attrs.applied());
             attrs.encode(&mut e);
             Compactable {
@@ -65,7 +69,6 @@ impl Space {
             }
         };
         {
-            let sessions = self.sessions.lock();
             e.u64(sessions.len() as u64);
             for (id, lsns) in sessions.iter() {
                 e.str(id);

@@ -21,7 +21,7 @@ use crate::record::ObservationAttrs;
 use crate::types::{Filter, Lsn, TagTest};
 
 /// See the module docs.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Attrs {
     /// key → value → LSNs.
     tag_values: HashMap<String, HashMap<String, RoaringTreemap>>,
