@@ -145,11 +145,12 @@ pub(crate) async fn space(conn: Conn, cmd: SpaceCommand) -> anyhow::Result<()> {
             }
             if let Some(s) = d.stats {
                 println!(
-                    "committed LSN {}  indexed LSN {}  in graph {}  in fresh tier {}  checkpoint LSN {}",
+                    "committed LSN {}  indexed LSN {}  in graph {}  in fresh tier {}  in warm tier {}  checkpoint LSN {}",
                     s.committed_lsn,
                     s.indexed_lsn,
                     s.indexed_count,
                     s.fresh_count,
+                    s.warm_count,
                     s.checkpoint_lsn
                 );
                 println!(

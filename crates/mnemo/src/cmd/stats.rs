@@ -19,7 +19,8 @@ pub(crate) async fn stats(conn: Conn, json: bool) -> anyhow::Result<()> {
                 let st = sp.stats.unwrap_or_default();
                 serde_json::json!({"name": i.name, "dim": i.dim, "committed_lsn": st.committed_lsn,
                     "indexed_lsn": st.indexed_lsn, "indexed_count": st.indexed_count,
-                    "fresh_count": st.fresh_count, "checkpoint_lsn": st.checkpoint_lsn,
+                    "fresh_count": st.fresh_count, "warm_count": st.warm_count,
+                    "checkpoint_lsn": st.checkpoint_lsn,
                     "live_bytes": st.live_bytes, "dead_bytes": st.dead_bytes,
                     "unpurged": st.unpurged, "oldest_snapshot_lsn": st.oldest_snapshot_lsn})
             })
@@ -56,11 +57,12 @@ pub(crate) async fn stats(conn: Conn, json: bool) -> anyhow::Result<()> {
         let i = sp.info.clone().unwrap_or_default();
         let st = sp.stats.unwrap_or_default();
         println!(
-            "  {:<24} committed {:>9}  in graph {:>9}  fresh {:>7}  live {:>6} MiB  dead {:>6} MiB",
+            "  {:<24} committed {:>9}  in graph {:>9}  fresh {:>7}  warm {:>9}  live {:>6} MiB  dead {:>6} MiB",
             i.name,
             st.committed_lsn,
             st.indexed_count,
             st.fresh_count,
+            st.warm_count,
             st.live_bytes >> 20,
             st.dead_bytes >> 20
         );
