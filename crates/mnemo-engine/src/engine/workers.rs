@@ -107,11 +107,7 @@ fn worker_loop(inner: &Inner) {
         let started = Instant::now();
         match index_items(&space, &held.items, inner.config.warm_backlog) {
             Ok(()) => {
-                let busy = started.elapsed();
-                reg.counters
-                    .worker_busy_ns
-                    .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
-                metrics::counter!(names::WORKER_BUSY).increment(busy.as_micros() as u64);
+                count_busy(reg, started);
                 retire(reg, &held.items);
                 held.done = true;
             }
@@ -178,18 +174,16 @@ pub(super) fn index_items(space: &Space, items: &[Item], warm_backlog: usize) ->
     // A backlog, or a fresh tier half full (a small one fills before the backlog).
     let backlog = space.queue.len() + items.len();
     let behind = backlog > warm_backlog || 2 * space.fresh.len() >= space.fresh.capacity();
-    if behind && warm_ready(space, rows.len()) {
+    let warmed = behind && warm_ready(space, rows.len()) && {
         let prepared: Vec<(Lsn, Vec<f32>)> = rows.iter().map(|(l, v)| (*l, v.to_f32())).collect();
-        if space.warm.insert(&prepared) {
-            space.fresh.mark_indexed(&lsns);
-            space.refresh_indexed();
-            return Ok(());
-        }
+        space.warm.insert(&prepared)
+    };
+    if !warmed {
+        let refs: Vec<(Lsn, VectorRef<'_>)> = rows.iter().map(|(l, v)| (*l, v.as_ref())).collect();
+        // Only a retried batch can have rows in the graph already (in any shard).
+        let retried = items.iter().any(|i| i.retried);
+        space.hnsw.add_batch(&refs, retried, &space.recalls)?;
     }
-    let refs: Vec<(Lsn, VectorRef<'_>)> = rows.iter().map(|(l, v)| (*l, v.as_ref())).collect();
-    // Only a retried batch can have rows in the graph already (in any shard).
-    let retried = items.iter().any(|i| i.retried);
-    space.hnsw.add_batch(&refs, retried, &space.recalls)?;
     space.fresh.mark_indexed(&lsns);
     space.refresh_indexed();
     Ok(())
@@ -242,10 +236,7 @@ fn move_warm_rows(inner: &Inner) -> bool {
             Ok(0) => continue,
             Ok(n) => {
                 space.refresh_indexed();
-                let busy = started.elapsed();
-                reg.counters
-                    .worker_busy_ns
-                    .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+                count_busy(reg, started);
                 metrics::counter!(names::WARM_TO_GRAPH).increment(n as u64);
                 return true;
             }
@@ -257,6 +248,15 @@ fn move_warm_rows(inner: &Inner) -> bool {
         }
     }
     false
+}
+
+/// Adds the time since `started` to the workers' busy time.
+fn count_busy(reg: &Registry, started: Instant) {
+    let busy = started.elapsed();
+    reg.counters
+        .worker_busy_ns
+        .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+    metrics::counter!(names::WORKER_BUSY).increment(busy.as_micros() as u64);
 }
 
 /// Counts indexed records and releases their admission.

@@ -436,6 +436,7 @@ impl Space {
     pub(crate) fn stats(&self) -> SpaceStats {
         // One read guard: a second taken while a writer waits would deadlock.
         let committed = self.committed.get();
+        let (warm_entered, warm_moved) = self.warm.flow();
         let (attrs_bytes, unpurged, oldest_snapshot_lsn, memories) = {
             let attrs = self.attrs.read();
             (
@@ -451,8 +452,8 @@ impl Space {
             indexed_count: self.hnsw.len() as u64,
             fresh_count: self.fresh.len() as u64,
             warm_count: self.warm.len() as u64,
-            warm_entered: self.warm.flow().0,
-            warm_moved: self.warm.flow().1,
+            warm_entered,
+            warm_moved,
             checkpoint_lsn: self.checkpoint_lsn.load(Ordering::Acquire),
             attrs_bytes,
             live_bytes: 0,

@@ -100,14 +100,7 @@ impl Rows {
             self.signs
                 .extend_from_slice(&score::sign_bits(prepared, center));
         }
-        match &mut self.full {
-            IndexRow::F32(v) => v.extend_from_slice(prepared),
-            IndexRow::F16(v) => v.extend(
-                prepared
-                    .iter()
-                    .map(|x| half::f16::from_f32(*x).to_bits().cast_signed()),
-            ),
-        }
+        self.full.extend(prepared);
         self.codes.extend_from_slice(&q.codes);
         self.scales.push(q.scale);
         self.sq_norms.push(q.sq_norm);
