@@ -186,20 +186,21 @@ async fn streams_nobody_reads_hold_no_thread_and_are_closed_when_idle() {
     fill(&mut c, "s", 600, 2000).await;
     // 600 streams (more than tokio's 512 blocking threads), 60 per connection,
     // each with far more to send than the transport buffers; nobody reads.
+    // A recall of all 600, one memory a message.
+    let slow_recall = |mut conn: MnemoClient<Channel>| async move {
+        conn.recall(pb::RecallRequest {
+            batch_size: 1,
+            ..recall("s", 600)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    };
     let (mut unread, mut unread_exports) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         let conn = server.client_with_small_windows().await;
         for _ in 0..60 {
-            let mut conn = conn.clone();
-            let stream = conn
-                .recall(pb::RecallRequest {
-                    batch_size: 1,
-                    ..recall("s", 600)
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            unread.push(stream);
+            unread.push(slow_recall(conn.clone()).await);
         }
         let export = conn
             .clone()
@@ -216,16 +217,7 @@ async fn streams_nobody_reads_hold_no_thread_and_are_closed_when_idle() {
     // The stream read at the end has a connection to itself: on a shared one the
     // unread streams' data would take the connection's flow-control window that
     // reading it gives back, and it would starve behind them.
-    let alone = server
-        .client_with_small_windows()
-        .await
-        .recall(pb::RecallRequest {
-            batch_size: 1,
-            ..recall("s", 600)
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let alone = slow_recall(server.client_with_small_windows().await).await;
     // Admin calls that need a blocking thread still answer at once.
     let t = Instant::now();
     create_space(&mut c, "other", 4).await;

@@ -53,6 +53,22 @@ fn topic_filter(topics: &[&str]) -> Filter {
     }
 }
 
+/// Writes `vs` while the workers are held, then lets them move the rows into the
+/// warm tier (moves into the graph stay held); returns the LSNs.
+fn into_warm(engine: &Engine, name: &str, vs: &[Vec<f32>]) -> Vec<Lsn> {
+    let space = engine.inner.registry.by_name(name).unwrap();
+    hold(name, true);
+    hold_moves(name, true);
+    let (fresh, warm) = (space.fresh.len(), space.warm.len());
+    let lsns = write(engine, name, vs);
+    assert_eq!(space.fresh.len(), fresh + vs.len());
+    hold(name, false);
+    wait_for("rows into the warm tier", || {
+        space.warm.len() == warm + vs.len()
+    });
+    lsns
+}
+
 /// Holds (or lets go) the index workers' batches of space `name`.
 fn hold(name: &str, on: bool) {
     set(&HOLD, name, on);
@@ -109,13 +125,8 @@ fn rows_cross_every_tier_and_each_is_found_once_at_every_snapshot() {
     engine
         .create_space(name, SpaceConfig::new(DIM as u32))
         .unwrap();
-    hold(name, true);
-    hold_moves(name, true);
-    let lsns = write(&engine, name, &vectors(1, 3000));
+    let lsns = into_warm(&engine, name, &vectors(1, 3000));
     let space = engine.inner.registry.by_name(name).unwrap();
-    assert_eq!(space.fresh.len(), 3000);
-    hold(name, false);
-    wait_for("rows into the warm tier", || space.warm.len() == 3000);
     assert_eq!(space.fresh.len(), 0);
     assert_eq!(
         engine.indexed_lsn(name).unwrap(),
@@ -186,13 +197,9 @@ fn filters_and_forgets_reach_warm_rows() {
     engine
         .create_space(name, SpaceConfig::new(DIM as u32))
         .unwrap();
-    hold(name, true);
-    hold_moves(name, true);
     let vs = vectors(3, 2000);
-    write(&engine, name, &vs);
+    into_warm(&engine, name, &vs);
     let space = engine.inner.registry.by_name(name).unwrap();
-    hold(name, false);
-    wait_for("rows into the warm tier", || space.warm.len() == 2000);
     let cue = vectors(8, 1).remove(0);
     let prepared = score::prepare(Metric::Cosine, &cue);
     let oracle = |topic: Option<&str>, k: usize| -> Vec<Lsn> {
@@ -253,19 +260,11 @@ fn a_reopen_with_rows_in_every_tier_finds_each_once() {
             .create_space(name, SpaceConfig::new(DIM as u32))
             .unwrap();
         let space = engine.inner.registry.by_name(name).unwrap();
-        hold(name, true);
-        hold_moves(name, true);
-        write(&engine, name, &vectors(4, 1200));
-        hold(name, false);
-        wait_for("rows into the warm tier", || space.warm.len() == 1200);
+        into_warm(&engine, name, &vectors(4, 1200));
         hold_moves(name, false);
         wait_for("into the graph", || space.warm.len() == 0);
         engine.checkpoint(name).unwrap();
-        hold_moves(name, true);
-        hold(name, true);
-        write(&engine, name, &vectors(5, 1500));
-        hold(name, false);
-        wait_for("rows into the warm tier", || space.warm.len() == 1500);
+        into_warm(&engine, name, &vectors(5, 1500));
         hold(name, true);
         write(&engine, name, &vectors(6, 300));
         assert_eq!(space.fresh.len(), 300);
@@ -333,13 +332,8 @@ fn filtered_recalls_over_warm_rows_match_an_exact_oracle() {
     engine
         .create_space(name, SpaceConfig::new(DIM as u32))
         .unwrap();
-    hold(name, true);
-    hold_moves(name, true);
     let vs = vectors(11, 3000);
-    write(&engine, name, &vs);
-    let space = engine.inner.registry.by_name(name).unwrap();
-    hold(name, false);
-    wait_for("rows into the warm tier", || space.warm.len() == 3000);
+    into_warm(&engine, name, &vs);
     let prepared: Vec<Vec<f32>> = vs
         .iter()
         .map(|v| score::prepare(Metric::Cosine, v))
