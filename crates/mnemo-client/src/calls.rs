@@ -35,6 +35,19 @@ impl Client {
         Client::connect(self.options.clone()).await
     }
 
+    /// A connection with the same settings to another node: `addr` as given, or
+    /// with this client's scheme when it has none (`host:port`).
+    pub async fn connect_to(&self, addr: &str) -> Result<Client> {
+        let mut options = self.options.clone();
+        options.addr = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            let scheme = self.options.addr.split("://").next().unwrap_or("http");
+            format!("{scheme}://{addr}")
+        };
+        Client::connect(options).await
+    }
+
     /// The settings this client connected with.
     pub fn options(&self) -> &ConnectOptions {
         &self.options

@@ -32,6 +32,9 @@ pub struct ConnectOptions {
     pub timeout: Option<Duration>,
     /// Deadline for establishing the connection. Default 10 s.
     pub connect_timeout: Option<Duration>,
+    /// Other nodes of the same cluster (distributed mode), tried in turn by a
+    /// session that lost its connection to `addr` and was not told the owner.
+    pub peers: Vec<String>,
 }
 
 impl ConnectOptions {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("tls_identity", &self.tls_identity)
             .field("tls_domain", &self.tls_domain)
             .field("timeout", &self.timeout)
+            .field("peers", &self.peers)
             .finish()
     }
 }

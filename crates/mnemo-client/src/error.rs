@@ -69,6 +69,12 @@ impl Error {
         }
     }
 
+    /// The node the server said to send writes to (distributed mode: the owner of
+    /// the space's partition), if it named one.
+    pub fn owner(&self) -> Option<String> {
+        owner_of(self.status()?)
+    }
+
     /// How long the server asked to wait before retrying (RESOURCE_EXHAUSTED with
     /// `grpc-retry-pushback-ms`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
@@ -76,6 +82,15 @@ impl Error {
         let ms = st.metadata().get("grpc-retry-pushback-ms")?.to_str().ok()?;
         ms.parse().ok().map(Duration::from_millis)
     }
+}
+
+/// The owner named by an UNAVAILABLE refusal's metadata.
+pub(crate) fn owner_of(st: &tonic::Status) -> Option<String> {
+    if st.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    let v = st.metadata().get(mnemo_proto::OWNER_METADATA)?;
+    v.to_str().ok().map(str::to_owned)
 }
 
 /// The name of an in-band reject code, for messages.

@@ -190,6 +190,39 @@ pub enum Error {
     /// The vector index library reported an error.
     #[error("vector index error: {0}")]
     Index(String),
+    /// Distributed mode: another node writes this space's partition (or none does
+    /// right now). Nothing was written; send writes to `owner` when it is known.
+    #[error("{}", not_owner_message(*.partition, .owner.as_deref()))]
+    NotOwner {
+        /// The space's partition.
+        partition: u32,
+        /// The gRPC address of the node that holds the partition's lease, if any.
+        owner: Option<String>,
+    },
+    /// Distributed mode: the shared log or catalog could not be reached, or an
+    /// append's outcome could not be settled. Nothing is known written; retry.
+    #[error("the cluster's shared log is unavailable: {0}")]
+    ClusterUnavailable(String),
+    /// Distributed mode: a followed frame skips LSNs this node does not have (its
+    /// local copy is behind the shared log's retained history).
+    #[error("space #{space}: followed record LSN {got} does not follow the local LSN {have}")]
+    FollowGap {
+        /// The space number.
+        space: u32,
+        /// The highest LSN held locally.
+        have: u64,
+        /// The LSN that arrived.
+        got: u64,
+    },
+}
+
+fn not_owner_message(partition: u32, owner: Option<&str>) -> String {
+    match owner {
+        Some(addr) => {
+            format!("this node does not write partition {partition}: its owner is {addr}")
+        }
+        None => format!("no node holds partition {partition}'s lease right now; retry shortly"),
+    }
 }
 
 impl Error {

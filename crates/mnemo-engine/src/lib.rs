@@ -43,14 +43,17 @@ pub mod vecs;
 
 pub use config::{EngineConfig, IngestConfig, RetentionConfig};
 pub use engine::{
-    Ack, AckKind, Compacted, Engine, Forgotten, GotMemories, MAX_FORGET_IDS, MAX_GET_IDS,
-    ObserveTicket, Observed, Selection, Session, SessionTicket, repair, repair_in,
+    Ack, AckKind, ClusterHooks, Compacted, Engine, Forgotten, GotMemories, MAX_FORGET_IDS,
+    MAX_GET_IDS, ObserveTicket, Observed, Selection, Session, SessionTicket, repair, repair_in,
 };
 pub use error::{Error, Result};
 pub use ingest::{
     IngestStats, PressureReport, PressureState, RETRY_AFTER_MAX, RETRY_AFTER_MIN, metric_names,
 };
-pub use log::{Durability, LogConfig, LogStats, LostRange, RepairReport, RepairedSegment};
+pub use log::{
+    Durability, LogConfig, LogStats, LostRange, RepairReport, RepairedSegment, Replicator,
+    SharedCatalog,
+};
 pub use recall::{MAX_RECALL_K, MAX_RECALL_WAIT, RecallCursor, RecallRequest, SnapshotSpec};
 pub use space::SnapshotPin;
 pub use thread_sched::{lower_thread_priority, thread_sched_ns};

@@ -18,6 +18,11 @@ pub mod pb {
         include_bytes!(concat!(env!("OUT_DIR"), "/mnemo_descriptor.bin"));
 }
 
+/// The metadata key of an UNAVAILABLE refusal that names the node to send writes
+/// to instead (distributed mode: the owner of the space's partition), as the
+/// address clients connect to (`http://host:port`).
+pub const OWNER_METADATA: &str = "mnemo-owner";
+
 /// The `.proto` source, for tools that generate stubs in other languages.
 pub const PROTO_SOURCE: &str = include_str!("../proto/mnemo/v1/mnemo.proto");
 

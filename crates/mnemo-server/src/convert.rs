@@ -9,6 +9,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::pb;
 
+/// When a client refused because no node holds a partition should try again.
+const NO_OWNER_RETRY: Duration = Duration::from_millis(500);
+
 /// When a client refused for a full disk should try again.
 const STORAGE_FULL_RETRY: Duration = Duration::from_secs(1);
 
@@ -16,6 +19,16 @@ const STORAGE_FULL_RETRY: Duration = Duration::from_secs(1);
 /// carry `google.rpc.RetryInfo` details and the `grpc-retry-pushback-ms` trailer.
 pub fn status(e: Error) -> Status {
     let msg = e.to_string();
+    if let Error::NotOwner {
+        owner: Some(addr), ..
+    } = &e
+    {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Ok(v) = addr.parse() {
+            metadata.insert(mnemo_proto::OWNER_METADATA, v);
+        }
+        return Status::with_metadata(Code::Unavailable, msg, metadata);
+    }
     let (code, retry) = match &e {
         Error::InvalidArgument(_) => (Code::InvalidArgument, None),
         Error::SpaceNotFound(_)
@@ -33,6 +46,9 @@ pub fn status(e: Error) -> Status {
         Error::SequenceGap { .. } | Error::SessionClosed { .. } => (Code::FailedPrecondition, None),
         Error::Corruption { .. } | Error::RecordLost { .. } => (Code::DataLoss, None),
         Error::ShuttingDown => (Code::Unavailable, None),
+        Error::NotOwner { .. } => (Code::Unavailable, Some(NO_OWNER_RETRY)),
+        Error::ClusterUnavailable(_) => (Code::Unavailable, Some(NO_OWNER_RETRY)),
+        Error::FollowGap { .. } => (Code::Internal, None),
         Error::Poisoned(_) | Error::Io { .. } | Error::Index(_) => (Code::Internal, None),
         _ => (Code::Internal, None),
     };

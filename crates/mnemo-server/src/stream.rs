@@ -137,7 +137,15 @@ pub const MAX_BATCH_OBSERVATIONS: usize = 4096;
 /// Inbound messages a session handles before it lets other tasks on its thread run.
 const MESSAGES_PER_POLL: usize = 32;
 
-type AckFuture = Pin<Box<dyn futures::Future<Output = pb::Ack> + Send>>;
+/// An ack to send, or the status that ends the stream (distributed mode: this node
+/// no longer writes the space, and the client must go to the owner).
+type AckFuture = Pin<Box<dyn futures::Future<Output = Result<pb::Ack, Status>> + Send>>;
+
+/// Refusals that end an Observe stream instead of rejecting one item: the client
+/// reconnects (to the owner the status names) and resumes its session there.
+fn ends_stream(e: &Error) -> bool {
+    matches!(e, Error::NotOwner { .. } | Error::ClusterUnavailable(_))
+}
 type RecallFuture = Pin<Box<dyn futures::Future<Output = Vec<pb::RecallResult>> + Send>>;
 
 pub(crate) type Inbound = Pin<Box<dyn Stream<Item = Result<Incoming, Status>> + Send>>;
@@ -202,7 +210,11 @@ impl<W: Wire> SessionStream<W> {
                         Incoming::Observation(o) => {
                             let ack = match session.as_ref() {
                                 Some(s) => self.submit(s, o, &mut pending),
-                                None => Some(convert::rejected(o.sequence, &Error::SessionClosed { session: String::new(), why: "closed" })),
+                                None => Ok(Some(convert::rejected(o.sequence, &Error::SessionClosed { session: String::new(), why: "closed" }))),
+                            };
+                            let ack = match ack {
+                                Ok(ack) => ack,
+                                Err(st) => { self.end(&mut pending, st).await; return; }
                             };
                             if let Some(rejected) = ack
                                 && !self.send(W::acks(vec![rejected])).await
@@ -222,9 +234,16 @@ impl<W: Wire> SessionStream<W> {
                             for o in batch {
                                 let ack = match session.as_ref() {
                                     Some(s) => self.submit(s, o, &mut pending),
-                                    None => Some(convert::rejected(o.sequence, &Error::SessionClosed { session: String::new(), why: "closed" })),
+                                    None => Ok(Some(convert::rejected(o.sequence, &Error::SessionClosed { session: String::new(), why: "closed" }))),
                                 };
-                                refused.extend(ack);
+                                match ack {
+                                    Ok(ack) => refused.extend(ack),
+                                    Err(st) => {
+                                        if !refused.is_empty() && !self.send(W::acks(refused)).await { return; }
+                                        self.end(&mut pending, st).await;
+                                        return;
+                                    }
+                                }
                             }
                             if !refused.is_empty() && !self.send(W::acks(refused)).await {
                                 return;
@@ -248,6 +267,10 @@ impl<W: Wire> SessionStream<W> {
                         Incoming::Close(c) => {
                             // Acks of everything sent first, then the close.
                             while let Some(a) = pending.next().await {
+                                let a = match a {
+                                    Ok(a) => a,
+                                    Err(st) => { self.end(&mut pending, st).await; return; }
+                                };
                                 if !self.send(W::acks(vec![a])).await { return; }
                             }
                             let result = match session.take() {
@@ -271,9 +294,22 @@ impl<W: Wire> SessionStream<W> {
                     }
                 }
                 Some(first) = pending.next(), if !pending.is_empty() => {
-                    let mut batch = vec![first];
-                    while let Some(Some(a)) = pending.next().now_or_never() {
-                        batch.push(a);
+                    let mut ended = None;
+                    let mut batch = Vec::new();
+                    match first {
+                        Ok(a) => batch.push(a),
+                        Err(st) => ended = Some(st),
+                    }
+                    while ended.is_none() && let Some(Some(a)) = pending.next().now_or_never() {
+                        match a {
+                            Ok(a) => batch.push(a),
+                            Err(st) => ended = Some(st),
+                        }
+                    }
+                    if let Some(st) = ended {
+                        if !batch.is_empty() && !self.send(W::acks(batch)).await { return; }
+                        self.end(&mut pending, st).await;
+                        return;
                     }
                     if self.want_indexed {
                         for a in &batch {
@@ -301,7 +337,7 @@ impl<W: Wire> SessionStream<W> {
                     }
                 }
                 _ = shutdown.changed() => {
-                    while let Some(Some(a)) = pending.next().now_or_never() {
+                    while let Some(Some(Ok(a))) = pending.next().now_or_never() {
                         let _ = self.send(W::acks(vec![a])).await;
                     }
                     self.fail(status(Error::ShuttingDown)).await;
@@ -310,10 +346,29 @@ impl<W: Wire> SessionStream<W> {
             }
         }
         while let Some(a) = pending.next().await {
+            let a = match a {
+                Ok(a) => a,
+                Err(st) => {
+                    self.end(&mut pending, st).await;
+                    return;
+                }
+            };
             if !self.send(W::acks(vec![a])).await {
                 return;
             }
         }
+    }
+
+    /// Ends the stream with `st`, after the acks of what did commit before it.
+    async fn end(&self, pending: &mut FuturesOrdered<AckFuture>, st: Status) {
+        while let Some(a) = pending.next().await {
+            if let Ok(a) = a
+                && !self.send(W::acks(vec![a])).await
+            {
+                return;
+            }
+        }
+        self.fail(st).await;
     }
 
     /// Submits one observation; a refusal comes back as the REJECTED ack to send.
@@ -322,23 +377,23 @@ impl<W: Wire> SessionStream<W> {
         session: &Session,
         o: pb::Observation,
         pending: &mut FuturesOrdered<AckFuture>,
-    ) -> Option<pb::Ack> {
+    ) -> Result<Option<pb::Ack>, Status> {
         let seq = o.sequence;
         let lane = convert::lane(o.lane);
         let obs = match convert::observation(o) {
             Ok(obs) => obs,
             Err(st) => {
-                return Some(convert::rejected(
+                return Ok(Some(convert::rejected(
                     seq,
                     &Error::InvalidArgument(st.message().to_string()),
-                ));
+                )));
             }
         };
         match session.observe(seq, obs, lane) {
             Ok(ticket) => {
                 pending.push_back(Box::pin(async move {
                     match ticket.await {
-                        Ok(a) => pb::Ack {
+                        Ok(a) => Ok(pb::Ack {
                             sequence: a.seq,
                             // Nil: a duplicate of a memory forgotten and compacted away.
                             memory_id: if a.id.is_nil() {
@@ -352,13 +407,15 @@ impl<W: Wire> SessionStream<W> {
                                 AckKind::Duplicate => pb::AckStatus::Duplicate,
                             } as i32,
                             ..Default::default()
-                        },
-                        Err(e) => convert::rejected(seq, &e),
+                        }),
+                        Err(e) if ends_stream(&e) => Err(status(e)),
+                        Err(e) => Ok(convert::rejected(seq, &e)),
                     }
                 }));
-                None
+                Ok(None)
             }
-            Err(e) => Some(convert::rejected(seq, &e)),
+            Err(e) if ends_stream(&e) => Err(status(e)),
+            Err(e) => Ok(Some(convert::rejected(seq, &e))),
         }
     }
 

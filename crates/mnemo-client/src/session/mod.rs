@@ -141,6 +141,8 @@ enum Ended {
     Lost {
         why: String,
         progress: bool,
+        /// The node the server said to go to (distributed mode: the owner).
+        redirect: Option<String>,
     },
 }
 
@@ -181,7 +183,11 @@ pub(crate) async fn drive(
                 run.summary.final_sequence = final_sequence;
                 return Ok(run.summary);
             }
-            Ended::Lost { why, progress } => {
+            Ended::Lost {
+                why,
+                progress,
+                redirect,
+            } => {
                 failures = if progress { 1 } else { failures + 1 };
                 if failures > run.options.max_reconnects {
                     return Err(Error::GaveUp {
@@ -191,8 +197,22 @@ pub(crate) async fn drive(
                 }
                 run.summary.reconnects += 1;
                 run.events.reconnecting(&why, failures);
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
-                match client.reconnect().await {
+                // Told where to go: at once. Else after a pause, to the nodes in turn.
+                let target = match redirect {
+                    Some(owner) => owner,
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(
+                            200 * u64::from(failures.min(10)),
+                        ))
+                        .await;
+                        let peers = &client.options().peers;
+                        match (failures as usize) % (peers.len() + 1) {
+                            0 => client.options().addr.clone(),
+                            i => peers[i - 1].clone(),
+                        }
+                    }
+                };
+                match client.connect_to(&target).await {
                     Ok(c) => conn = c,
                     // Unreachable for now: counted as a failed attempt on the next turn.
                     Err(Error::Connect { .. }) => {}
@@ -209,6 +229,7 @@ fn lost(e: Error, progress: bool) -> Result<Ended> {
         Error::Connect { .. } | Error::Protocol(_) => Ok(Ended::Lost {
             why: e.to_string(),
             progress,
+            redirect: None,
         }),
         Error::Status(st)
             if matches!(
@@ -219,6 +240,7 @@ fn lost(e: Error, progress: bool) -> Result<Ended> {
             Ok(Ended::Lost {
                 why: format!("{}: {}", st.code(), st.message()),
                 progress,
+                redirect: crate::error::owner_of(&st),
             })
         }
         other => Err(other),
@@ -322,6 +344,7 @@ impl Run<'_> {
                     return Ok(Ended::Lost {
                         why: "the server ended the stream".into(),
                         progress,
+                        redirect: None,
                     });
                 }
                 Err(e) => return lost(e, progress),
@@ -338,6 +361,7 @@ impl Run<'_> {
                             return Ok(Ended::Lost {
                                 why: a.reason,
                                 progress,
+                                redirect: None,
                             });
                         }
                     }

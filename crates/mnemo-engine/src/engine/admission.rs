@@ -95,6 +95,7 @@ impl Inner {
             return Err(Error::ShuttingDown);
         }
         space.check_live()?;
+        self.check_owner(space.info.no)?;
         if let Err(e) = self.log.check_space() {
             metrics::counter!(names::REFUSED, "reason" => "storage_full").increment(1);
             return Err(e);

@@ -50,6 +50,7 @@ impl Engine {
         filter.validate()?;
         self.check_running()?;
         let space = self.inner.registry.by_name(space)?;
+        self.inner.check_owner(space.info.no)?;
         let _one_at_a_time = space.forget_lock.lock();
         let snapshot = space.committed.get();
         let mut set = (!filter.is_empty()).then(|| space.select(filter, snapshot));
@@ -133,6 +134,9 @@ pub(super) fn maintain_all(inner: &Inner) -> Result<(u64, u64)> {
 
 /// Forgets the memories of `space` whose expiry has passed (one record for all).
 pub(super) fn sweep_expired(inner: &Inner, space: &Space) -> Result<u64> {
+    if inner.check_owner(space.info.no).is_err() {
+        return Ok(0); // the partition's owner sweeps
+    }
     let _one_at_a_time = space.forget_lock.lock();
     let due = space.attrs.read().due_expiries(now_us());
     if due.is_empty() {

@@ -10,6 +10,7 @@
 //! Data directory layout: `LOCK`, `catalog.json`, `log/*.seg`, `spaces/<no>/`.
 
 mod admission;
+mod cluster;
 mod compact;
 mod forget;
 mod lifecycle;
@@ -22,6 +23,7 @@ mod spaces;
 mod workers;
 
 pub use admission::{ObserveTicket, Observed};
+pub use cluster::ClusterHooks;
 pub use compact::Compacted;
 pub use forget::{Forgotten, MAX_FORGET_IDS};
 
@@ -99,6 +101,8 @@ struct Inner {
     stop_cv: Condvar,
     /// The file system every file goes through (see [`crate::io`]).
     fs: Arc<dyn FileSystem>,
+    /// Distributed mode: where spaces are created and dropped first.
+    shared_catalog: Option<Arc<dyn crate::log::SharedCatalog>>,
     /// The data directory's lock, held while the engine lives.
     _lock: Box<dyn Send + Sync>,
 }

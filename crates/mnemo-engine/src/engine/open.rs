@@ -36,6 +36,14 @@ impl Engine {
 
     /// [`Engine::open`] on the file system `fs` (a simulated disk in tests).
     pub fn open_in(config: EngineConfig, fs: Arc<dyn FileSystem>) -> Result<Engine> {
+        Self::open_inner(config, fs, None)
+    }
+
+    pub(super) fn open_inner(
+        config: EngineConfig,
+        fs: Arc<dyn FileSystem>,
+        cluster: Option<super::ClusterHooks>,
+    ) -> Result<Engine> {
         config.validate()?;
         let data = config.data_dir.clone();
         fs.create_dir_all(&data.join("spaces")).at(&data)?;
@@ -115,6 +123,13 @@ impl Engine {
         if let Some(e) = failure {
             return Err(e);
         }
+        let shared_catalog = match cluster {
+            Some(hooks) => {
+                log.set_replicator(hooks.replicator)?;
+                Some(hooks.catalog)
+            }
+            None => None,
+        };
         for space in registry.list() {
             let last = log.last_lsn(space.info.no).unwrap_or(0);
             let ckpt = checkpoints.get(&space.info.no).copied().unwrap_or(0);
@@ -165,6 +180,7 @@ impl Engine {
             stop_lock: Mutex::new(()),
             stop_cv: Condvar::new(),
             fs,
+            shared_catalog,
             _lock: lock,
         });
         let engine = Engine {
@@ -264,7 +280,7 @@ fn remove_dropped_space_dirs(fs: &dyn FileSystem, data: &Path, catalog: &Catalog
 /// the loaded checkpoint holds it, else into the fresh tier and the index queue
 /// (any overflow goes on at once into the warm tier or the graph, so recovery
 /// memory stays bounded).
-fn recover_record(
+pub(super) fn recover_record(
     registry: &Registry,
     space: &Space,
     c: Committed<'_>,

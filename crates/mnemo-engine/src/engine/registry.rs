@@ -36,6 +36,10 @@ pub(super) struct Registry {
     pub(super) retry_after_us: AtomicU64,
     /// Recalls in progress; index workers yield to them.
     pub(super) recalls: Arc<RecallGate>,
+    /// Records indexed at once when a followed record overflows the fresh tier.
+    index_batch: usize,
+    /// For error messages about followed records.
+    data_dir: std::path::PathBuf,
 }
 
 impl Registry {
@@ -50,6 +54,8 @@ impl Registry {
             state: AtomicU8::new(PressureState::Normal as u8),
             retry_after_us: AtomicU64::new(10_000),
             recalls: Arc::default(),
+            index_batch: config.index_batch,
+            data_dir: config.data_dir.clone(),
         }
     }
 
@@ -158,6 +164,27 @@ impl CommitSink for Registry {
             .collect();
         drop(spaces);
         for (space, lsn) in touched {
+            space.publish(lsn);
+            self.schedule(&space);
+        }
+    }
+
+    /// Records another node wrote: taken in as at recovery (nothing was admitted
+    /// for them here; a full fresh tier is drained inline, which paces the follower).
+    fn followed(&self, batch: &[Committed<'_>]) {
+        let mut touched: HashMap<SpaceNo, (Arc<Space>, Lsn)> = HashMap::new();
+        for c in batch {
+            let Some(space) = self.get(c.space) else {
+                continue; // dropped meanwhile
+            };
+            if let Err(e) =
+                super::open::recover_record(self, &space, *c, self.index_batch, &self.data_dir)
+            {
+                tracing::error!(space = space.info.name, lsn = c.lsn, error = %e, "a followed record could not be applied");
+            }
+            touched.insert(c.space, (space, c.lsn));
+        }
+        for (space, lsn) in touched.into_values() {
             space.publish(lsn);
             self.schedule(&space);
         }

@@ -112,6 +112,7 @@ impl Inner {
             return Err(Error::ShuttingDown);
         }
         let space = self.registry.by_name(space)?;
+        self.check_owner(space.info.no)?;
         let id = match id {
             Some(id) => {
                 if id.is_empty() || id.len() > MAX_SESSION_ID_BYTES {

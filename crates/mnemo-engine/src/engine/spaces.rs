@@ -18,6 +18,11 @@ impl Engine {
         validate_space_name(name)?;
         config.validate()?;
         self.check_running()?;
+        if let Some(shared) = self.inner.shared_catalog() {
+            let info = shared.create_space(name, &config)?;
+            self.adopt_space(info.clone())?;
+            return Ok(info);
+        }
         let mut catalog = self.inner.catalog.lock();
         if catalog.spaces.iter().any(|s| s.name == name) {
             return Err(Error::SpaceExists(name.to_string()));
@@ -79,6 +84,14 @@ impl Engine {
     /// Drops a space: it disappears at once; its checkpoint is deleted and its log
     /// segments are reclaimed once no live space has records in them.
     pub fn drop_space(&self, name: &str) -> Result<()> {
+        if let Some(shared) = self.inner.shared_catalog() {
+            self.inner.registry.by_name(name)?;
+            shared.drop_space(name)?;
+        }
+        self.drop_local(name)
+    }
+
+    pub(super) fn drop_local(&self, name: &str) -> Result<()> {
         let mut catalog = self.inner.catalog.lock();
         let space = self.inner.registry.by_name(name)?;
         let mut next = catalog.clone();

@@ -16,7 +16,7 @@ use super::free_space::FreeSpace;
 use super::recovery::{ResumeAt, recover_segment};
 use super::seg_index::{IndexEntry, write_index};
 use super::segment::{RecordPos, Segment, create_segment, list_segments};
-use super::writer::{AppendRequest, writer_loop};
+use super::writer::{AppendRequest, FollowRequest, Request, writer_loop};
 use super::{AppendTicket, CommitSink, Committed, Log, LogStats, frame};
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileSystem, StdFs};
@@ -44,12 +44,14 @@ pub(super) struct Shared {
     pub(super) opened_by_scan: u64,
     /// One compaction at a time.
     pub(super) compacting: Mutex<()>,
+    /// Distributed mode: the shared log each group commit goes to first.
+    pub(super) replicator: std::sync::OnceLock<Arc<dyn super::Replicator>>,
 }
 
 /// The local-disk [`Log`].
 pub struct FileLog {
     shared: Arc<Shared>,
-    tx: RwLock<Option<mpsc::Sender<AppendRequest>>>,
+    tx: RwLock<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -164,6 +166,7 @@ impl FileLog {
             opened_by_index: by_index,
             opened_by_scan: by_scan,
             compacting: Mutex::new(()),
+            replicator: std::sync::OnceLock::new(),
         });
         shared.reclaim_segments()?;
         let (tx, rx) = mpsc::channel();
@@ -207,6 +210,39 @@ impl FileLog {
         }
     }
 
+    /// Distributed mode: from now on every group commit goes to `replicator` before
+    /// it is written here. Set once, before the first append.
+    pub fn set_replicator(&self, replicator: Arc<dyn super::Replicator>) -> Result<()> {
+        self.shared
+            .replicator
+            .set(replicator)
+            .map_err(|_| Error::invalid("the log has a replicator already"))
+    }
+
+    /// The distributed mode's replicator, if set.
+    pub fn replicator(&self) -> Option<&Arc<dyn super::Replicator>> {
+        self.shared.replicator.get()
+    }
+
+    /// Writes frames another node put in the shared log (see
+    /// [`super::Replicator`]), after the appends queued before; resolves to how
+    /// many records were new here. The records reach the sink's
+    /// [`CommitSink::followed`].
+    pub fn follow(&self, frames: Vec<u8>) -> AppendTicket {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let tx = self.tx.read();
+        let Some(tx) = tx.as_ref() else {
+            return AppendTicket::failed(Error::ShuttingDown);
+        };
+        if tx
+            .send(Request::Follow(FollowRequest { frames, done }))
+            .is_err()
+        {
+            return AppendTicket::failed(Error::ShuttingDown);
+        }
+        AppendTicket::pending(rx)
+    }
+
     /// Seals the active segment (if it holds any frame) and starts a new one, after
     /// the appends queued before this call: the sealed one can then be compacted.
     pub fn rotate(&self) -> Result<()> {
@@ -214,13 +250,13 @@ impl FileLog {
         {
             let tx = self.tx.read();
             let tx = tx.as_ref().ok_or(Error::ShuttingDown)?;
-            tx.send(AppendRequest {
+            tx.send(Request::Append(AppendRequest {
                 space: SpaceNo(0),
                 body: Vec::new(),
                 hint: 0,
                 done,
                 rotate: true,
-            })
+            }))
             .map_err(|_| Error::ShuttingDown)?;
         }
         rx.blocking_recv()
@@ -398,18 +434,20 @@ impl Log for FileLog {
         self.shared
             .pending_bytes
             .fetch_add(bytes, Ordering::Relaxed);
-        if let Err(mpsc::SendError(req)) = tx.send(AppendRequest {
+        if let Err(mpsc::SendError(req)) = tx.send(Request::Append(AppendRequest {
             space,
             body,
             hint,
             done,
             rotate: false,
-        }) {
+        })) {
             self.shared.pending_appends.fetch_sub(1, Ordering::Relaxed);
             self.shared
                 .pending_bytes
                 .fetch_sub(bytes, Ordering::Relaxed);
-            self.shared.sink.not_committed(space, &req.body);
+            if let Request::Append(req) = req {
+                self.shared.sink.not_committed(space, &req.body);
+            }
             return AppendTicket::failed(Error::ShuttingDown);
         }
         AppendTicket::pending(rx)

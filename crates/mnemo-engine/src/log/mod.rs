@@ -16,6 +16,7 @@ pub(crate) mod frame;
 mod free_space;
 mod recovery;
 mod repair;
+mod replicate;
 mod scan;
 mod seg_index;
 mod segment;
@@ -27,6 +28,7 @@ pub use file::FileLog;
 pub use recovery::ResumeAt;
 pub(crate) use repair::repair_log;
 pub use repair::{LostRange, RepairReport, RepairedSegment};
+pub use replicate::{Replicator, SharedCatalog};
 
 use serde::{Deserialize, Serialize};
 use std::future::{Future, IntoFuture};
@@ -69,6 +71,13 @@ pub trait CommitSink: Send + Sync {
     /// shutting down, space forgotten), with its body, so the caller can release
     /// what it reserved. May run on the appending thread or on the writer thread.
     fn not_committed(&self, _space: SpaceNo, _body: &[u8]) {}
+
+    /// Called on the writer thread with frames another node wrote to the shared
+    /// log (distributed mode), after they are in the local log: nothing was
+    /// admitted for them here. By default the same as [`CommitSink::committed`].
+    fn followed(&self, batch: &[Committed<'_>]) {
+        self.committed(batch);
+    }
 }
 
 /// Counters of the log.

@@ -2,7 +2,7 @@
 //! writes one buffer with one `fdatasync`, hands the batch to the commit sink, and
 //! only then completes the appends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -10,9 +10,23 @@ use std::sync::mpsc;
 use super::file::Shared;
 use super::frame;
 use super::segment::{RecordPos, create_segment, segment_path};
-use super::{Committed, Durability};
+use super::{Committed, Durability, Replicator};
 use crate::error::{Error, IoContext, Result};
 use crate::types::{Lsn, SpaceNo};
+
+/// What the writer thread takes: an append of this node, or frames followed from
+/// the shared log (distributed mode).
+pub(super) enum Request {
+    Append(AppendRequest),
+    Follow(FollowRequest),
+}
+
+/// Frames another node wrote to the shared log, to be written here in order.
+pub(super) struct FollowRequest {
+    pub(super) frames: Vec<u8>,
+    /// Resolves to how many records were new here.
+    pub(super) done: tokio::sync::oneshot::Sender<Result<u64>>,
+}
 
 /// One append waiting for the writer.
 pub(super) struct AppendRequest {
@@ -27,11 +41,28 @@ pub(super) struct AppendRequest {
 
 /// The single writer: drains everything queued, writes it with one `write` and one
 /// `fdatasync`, publishes it to the sink, then completes every append of the batch.
-pub(super) fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<AppendRequest>) {
+pub(super) fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>) {
     let mut buf = Vec::with_capacity(1 << 20);
     let linger = std::time::Duration::from_micros(shared.config.group_commit_linger_us);
     let mut previous = 0usize;
-    while let Ok(first) = rx.recv() {
+    // A follow met while collecting a batch: taken after the batch commits.
+    let mut carried: Option<Request> = None;
+    loop {
+        let first = match carried.take() {
+            Some(req) => req,
+            None => match rx.recv() {
+                Ok(req) => req,
+                Err(_) => break,
+            },
+        };
+        let first = match first {
+            Request::Follow(follow) => {
+                let res = follow_frames(shared, &follow.frames, &mut buf);
+                let _ = follow.done.send(res); // the follower may have gone away
+                continue;
+            }
+            Request::Append(append) => append,
+        };
         let mut batch = vec![first];
         let mut bytes = batch[0].body.len();
         let deadline = std::time::Instant::now() + linger;
@@ -50,9 +81,17 @@ pub(super) fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<AppendRequest>) {
                 }
                 Err(_) => None,
             };
-            let Some(req) = next else { break };
-            bytes += req.body.len();
-            batch.push(req);
+            match next {
+                None => break,
+                Some(Request::Append(req)) => {
+                    bytes += req.body.len();
+                    batch.push(req);
+                }
+                Some(follow) => {
+                    carried = Some(follow);
+                    break;
+                }
+            }
         }
         previous = batch.len();
         commit_batch(shared, batch, &mut buf);
@@ -121,8 +160,17 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
         }
     }
 
-    let written = write_and_sync(shared, buf);
     let mut results: Vec<Option<Result<Lsn>>> = (0..batch.len()).map(|_| None).collect();
+    // Distributed mode: into the shared log first; what it refused is not written here.
+    if let Some(replicator) = shared.replicator.get()
+        && !placed.is_empty()
+    {
+        for (i, e) in replicate(replicator.as_ref(), &batch, &mut placed, buf) {
+            shared.sink.not_committed(batch[i].space, &batch[i].body);
+            results[i] = Some(Err(e));
+        }
+    }
+    let written = write_and_sync(shared, buf);
     for i in rejected {
         shared.sink.not_committed(batch[i].space, &batch[i].body);
         results[i] = Some(Err(Error::SpaceNotFound(format!("#{}", batch[i].space.0))));
@@ -138,25 +186,14 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             }
         }
         Ok((segment, base)) => {
-            {
-                let mut spaces = shared.spaces.write();
-                let mut segments = shared.segments.write();
-                for p in &placed {
-                    let space = batch[p.request].space;
-                    // A space forgotten meanwhile keeps its frames on disk but gets no position.
-                    if let Some(positions) = spaces.get_mut(&space) {
-                        let offset = (base + p.start as u64) as u32;
-                        positions.push(RecordPos {
-                            segment,
-                            offset,
-                            len: p.len as u32,
-                        });
-                        if let Some(seg) = segments.get_mut(&segment) {
-                            seg.spaces.insert(space);
-                        }
-                    }
-                }
-            }
+            record_positions(
+                shared,
+                segment,
+                base,
+                placed
+                    .iter()
+                    .map(|p| (batch[p.request].space, p.start, p.len)),
+            );
             let header = frame::FRAME_HEADER + frame::PAYLOAD_HEADER;
             let committed: Vec<Committed<'_>> = placed
                 .iter()
@@ -198,6 +235,156 @@ fn commit_batch(shared: &Shared, batch: Vec<AppendRequest>, buf: &mut Vec<u8>) {
             .map(|(req, res)| (req, res.unwrap_or(Err(Error::ShuttingDown))))
             .collect(),
     );
+}
+
+/// Remembers where the frames just written at `base` of `segment` are.
+fn record_positions(
+    shared: &Shared,
+    segment: u32,
+    base: u64,
+    frames: impl Iterator<Item = (SpaceNo, usize, usize)>,
+) {
+    let mut spaces = shared.spaces.write();
+    let mut segments = shared.segments.write();
+    for (space, start, len) in frames {
+        // A space forgotten meanwhile keeps its frames on disk but gets no position.
+        if let Some(positions) = spaces.get_mut(&space) {
+            positions.push(RecordPos {
+                segment,
+                offset: (base + start as u64) as u32,
+                len: len as u32,
+            });
+            if let Some(seg) = segments.get_mut(&segment) {
+                seg.spaces.insert(space);
+            }
+        }
+    }
+}
+
+/// Hands the placed frames to the shared log, one part per partition. Frames of a
+/// refused part are cut out of `buf` and `placed`; returns their requests with why.
+fn replicate(
+    replicator: &dyn Replicator,
+    batch: &[AppendRequest],
+    placed: &mut Vec<Placed>,
+    buf: &mut Vec<u8>,
+) -> Vec<(usize, Error)> {
+    let mut by_part: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let partition: Vec<u32> = placed
+        .iter()
+        .map(|p| replicator.partition_of(batch[p.request].space))
+        .collect();
+    for (p, part) in placed.iter().zip(&partition) {
+        by_part
+            .entry(*part)
+            .or_default()
+            .extend_from_slice(&buf[p.start..p.start + p.len]);
+    }
+    let parts: Vec<(u32, &[u8])> = by_part.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let outcome = replicator.replicate(&parts);
+    let refused: HashMap<u32, &Error> = parts
+        .iter()
+        .zip(&outcome)
+        .filter_map(|((part, _), r)| r.as_ref().err().map(|e| (*part, e)))
+        .collect();
+    if refused.is_empty() {
+        return Vec::new();
+    }
+    let mut failures = Vec::new();
+    let mut kept = Vec::with_capacity(placed.len());
+    let mut rebuilt = Vec::with_capacity(buf.len());
+    for (p, part) in placed.drain(..).zip(&partition) {
+        match refused.get(part) {
+            Some(e) => failures.push((p.request, same_error(e))),
+            None => {
+                let start = rebuilt.len();
+                rebuilt.extend_from_slice(&buf[p.start..p.start + p.len]);
+                kept.push(Placed { start, ..p });
+            }
+        }
+    }
+    *placed = kept;
+    *buf = rebuilt;
+    failures
+}
+
+/// One refusal of the shared log, told to every append of its part.
+fn same_error(e: &Error) -> Error {
+    match e {
+        Error::NotOwner { partition, owner } => Error::NotOwner {
+            partition: *partition,
+            owner: owner.clone(),
+        },
+        Error::ClusterUnavailable(why) => Error::ClusterUnavailable(why.clone()),
+        other => Error::ClusterUnavailable(other.to_string()),
+    }
+}
+
+/// Writes frames another node put in the shared log: each record new here must be
+/// the next LSN of its space (those held already are skipped, so a replay from an
+/// earlier position is harmless). Nothing is written unless every frame decodes and
+/// every space is known. Returns how many records were new.
+fn follow_frames(shared: &Shared, frames: &[u8], buf: &mut Vec<u8>) -> Result<u64> {
+    if let Some(why) = shared.poisoned.lock().clone() {
+        return Err(Error::Poisoned(why));
+    }
+    buf.clear();
+    let mut kept: Vec<(SpaceNo, Lsn, usize, usize)> = Vec::new();
+    {
+        let spaces = shared.spaces.read();
+        let mut next: HashMap<SpaceNo, Lsn> = HashMap::new();
+        let mut at = 0;
+        while at < frames.len() {
+            let f = frame::decode_frame(&frames[at..]).map_err(|e| Error::Corruption {
+                path: "shared log".into(),
+                offset: at as u64,
+                detail: format!("a followed frame does not decode: {e:?}"),
+            })?;
+            let positions = spaces
+                .get(&f.space)
+                .ok_or_else(|| Error::SpaceNotFound(format!("#{}", f.space.0)))?;
+            let have = *next.entry(f.space).or_insert_with(|| positions.end());
+            if f.lsn == have + 1 {
+                kept.push((f.space, f.lsn, buf.len(), f.len));
+                buf.extend_from_slice(&frames[at..at + f.len]);
+                next.insert(f.space, f.lsn);
+            } else if f.lsn > have {
+                return Err(Error::FollowGap {
+                    space: f.space.0,
+                    have,
+                    got: f.lsn,
+                });
+            }
+            at += f.len;
+        }
+    }
+    if kept.is_empty() {
+        return Ok(0);
+    }
+    let (segment, base) =
+        write_and_sync(shared, buf).inspect_err(|e| shared.poison(e.to_string()))?;
+    record_positions(
+        shared,
+        segment,
+        base,
+        kept.iter()
+            .map(|&(space, _, start, len)| (space, start, len)),
+    );
+    let header = frame::FRAME_HEADER + frame::PAYLOAD_HEADER;
+    let committed: Vec<Committed<'_>> = kept
+        .iter()
+        .map(|&(space, lsn, start, len)| Committed {
+            space,
+            lsn,
+            body: &buf[start + header..start + len],
+            hint: 0,
+        })
+        .collect();
+    shared.sink.followed(&committed);
+    shared
+        .records_committed
+        .fetch_add(kept.len() as u64, Ordering::Relaxed);
+    Ok(kept.len() as u64)
 }
 
 /// Seals the active segment (if it holds a frame) and starts the next one.

@@ -1,0 +1,125 @@
+//! The engine's side of the distributed mode (the network side is the
+//! `mnemo-cluster` crate): opening with a [`Replicator`] and a [`SharedCatalog`],
+//! taking in frames other nodes wrote, and spaces other nodes created or dropped.
+
+use std::sync::Arc;
+
+use super::open::{build_space, space_dir};
+use super::{Engine, Inner};
+use crate::config::EngineConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::index::hnsw::Hnsw;
+use crate::io::StdFs;
+use crate::log::{Log, Replicator, SharedCatalog};
+use crate::types::{Lsn, SpaceInfo, SpaceNo};
+
+/// What the distributed mode plugs into the engine.
+#[derive(Clone)]
+pub struct ClusterHooks {
+    /// The shared log every group commit goes to first.
+    pub replicator: Arc<dyn Replicator>,
+    /// The shared catalog spaces are created and dropped in.
+    pub catalog: Arc<dyn SharedCatalog>,
+}
+
+impl std::fmt::Debug for ClusterHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterHooks")
+    }
+}
+
+impl Engine {
+    /// Opens the engine as one node of a cluster: its data directory is this node's
+    /// copy of the shared log (see [`Replicator`]); writes are refused with
+    /// [`Error::NotOwner`] for spaces whose partition another node writes.
+    pub fn open_clustered(config: EngineConfig, hooks: ClusterHooks) -> Result<Engine> {
+        Self::open_inner(config, Arc::new(StdFs), Some(hooks))
+    }
+
+    /// Takes in frames another node wrote to the shared log (in the shared log's
+    /// order per partition); returns how many records were new here. Blocks until
+    /// they are in the local log and visible.
+    pub fn follow(&self, frames: Vec<u8>) -> Result<u64> {
+        self.inner.log.follow(frames).wait()
+    }
+
+    /// The highest LSN of each live space in the local log.
+    pub fn local_lsns(&self) -> Vec<(SpaceNo, Lsn)> {
+        self.inner
+            .registry
+            .list()
+            .iter()
+            .map(|s| (s.info.no, self.inner.log.last_lsn(s.info.no).unwrap_or(0)))
+            .collect()
+    }
+
+    /// Creates locally a space the shared catalog holds. `Ok(false)` if it exists
+    /// here already with the same number.
+    pub fn adopt_space(&self, info: SpaceInfo) -> Result<bool> {
+        self.check_running()?;
+        let mut catalog = self.inner.catalog.lock();
+        if let Some(have) = catalog.spaces.iter().find(|s| s.name == info.name) {
+            if have.no == info.no {
+                return Ok(false);
+            }
+            return Err(Error::invalid(format!(
+                "space '{}' is #{} here but #{} in the shared catalog",
+                info.name, have.no.0, info.no.0
+            )));
+        }
+        let mut next = catalog.clone();
+        next.next_no = next.next_no.max(info.no.0 + 1);
+        let inner = &self.inner;
+        let dir = space_dir(&inner.config.data_dir, info.no);
+        inner.fs.create_dir_all(&dir).at(&dir)?;
+        let hnsw = Hnsw::new(&info.config, inner.config.index_shards())?;
+        let space = build_space(
+            &inner.fs,
+            &inner.config,
+            &inner.registry,
+            info.clone(),
+            hnsw,
+            0,
+        );
+        next.spaces.push(info.clone());
+        next.save(inner.fs.as_ref(), &inner.config.data_dir)?;
+        *catalog = next;
+        inner
+            .registry
+            .by_no
+            .write()
+            .insert(info.no, Arc::new(space));
+        inner.log.register_space(info.no);
+        Ok(true)
+    }
+
+    /// Drops locally a space the shared catalog no longer holds (no-op if absent).
+    pub fn drop_adopted(&self, name: &str) -> Result<()> {
+        match self.drop_local(name) {
+            Err(Error::SpaceNotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The names of the spaces known here.
+    pub fn space_names(&self) -> Vec<String> {
+        self.list_spaces().into_iter().map(|s| s.name).collect()
+    }
+}
+
+impl Inner {
+    /// `Ok` unless another node writes `space`'s partition.
+    pub(super) fn check_owner(&self, space: SpaceNo) -> Result<()> {
+        match self.log.replicator() {
+            Some(r) => r.check_owner(space),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn shared_catalog(&self) -> Option<&Arc<dyn SharedCatalog>> {
+        self.shared_catalog.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests;
