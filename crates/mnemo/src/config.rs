@@ -46,6 +46,8 @@ pub(crate) struct ServeConfig {
     pub(crate) auth: mnemo_server::auth::AuthConfig,
     /// TLS for the gRPC listener (cert + key; optional client_ca for mutual TLS).
     pub(crate) tls: mnemo_server::auth::TlsConfig,
+    /// The distributed mode (off unless `cluster.nats` is set): docs/scale-out.md.
+    pub(crate) cluster: mnemo_cluster::ClusterConfig,
 }
 
 impl ServeConfig {
@@ -70,6 +72,11 @@ impl ServeConfig {
 impl ServeConfig {
     /// Every server limit in its range; the error names the field.
     fn check_limits(&self) -> anyhow::Result<()> {
+        if self.cluster.enabled() {
+            self.cluster
+                .validate()
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        }
         let within = |name: &str, v: u64, lo: u64, hi: u64| {
             anyhow::ensure!(
                 (lo..=hi).contains(&v),
@@ -143,6 +150,7 @@ impl Default for ServeConfig {
             engine: EngineConfig::default(),
             auth: Default::default(),
             tls: Default::default(),
+            cluster: Default::default(),
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use mnemo_engine::Engine;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::config::ServeConfig;
@@ -68,12 +70,38 @@ pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> an
         "recovering data (health: NOT_SERVING until done)"
     );
     let started = Instant::now();
+    // Distributed mode: the node joins the cluster as the engine opens, and starts
+    // following and leasing once it is ready. It outlives the server.
+    let cluster: Arc<Mutex<Option<mnemo_cluster::Cluster>>> = Arc::default();
+    let cluster_cfg = cfg.cluster.clone();
+    let (opened, started_cluster) = (Arc::clone(&cluster), Arc::clone(&cluster));
     mnemo_server::serve(
         listener,
-        move || Engine::open(engine_cfg),
+        move || {
+            if !cluster_cfg.enabled() {
+                return Engine::open(engine_cfg);
+            }
+            let (node, engine) =
+                mnemo_cluster::Cluster::open(cluster_cfg, engine_cfg).map_err(|e| match e {
+                    mnemo_cluster::ClusterError::Engine(e) => e,
+                    other => mnemo_engine::Error::ClusterUnavailable(other.to_string()),
+                })?;
+            *opened
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
+            Ok(engine)
+        },
         options,
         shutdown_signal(),
         move |engine| {
+            if let Some(node) = started_cluster
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+            {
+                node.run(Arc::clone(&engine));
+                tracing::info!("following the cluster's partitions");
+            }
             tracing::info!(
                 spaces = engine.list_spaces().len(),
                 recovery_ms = started.elapsed().as_millis() as u64,
@@ -83,5 +111,11 @@ pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> an
         },
     )
     .await?;
+    drop(
+        cluster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(),
+    );
     Ok(())
 }

@@ -1,0 +1,234 @@
+//! One node of the cluster: its NATS connection, partitions and background tasks.
+
+use async_nats::jetstream::{self, kv, stream};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use mnemo_engine::{ClusterHooks, Engine, EngineConfig, Replicator, SharedCatalog};
+
+use crate::catalog::Catalog;
+use crate::config::ClusterConfig;
+use crate::error::{ClusterError, nats};
+use crate::shared_log::Role;
+
+/// A partition as this node sees it.
+pub(crate) struct Partition {
+    pub(crate) no: u32,
+    pub(crate) stream: String,
+    pub(crate) subject: String,
+    /// The highest stream sequence whose frames are in the local log.
+    pub(crate) applied: AtomicU64,
+    pub(crate) role: Mutex<Role>,
+}
+
+/// State shared by the hooks the engine calls and the background tasks.
+pub(crate) struct Node {
+    pub(crate) config: ClusterConfig,
+    pub(crate) js: jetstream::Context,
+    pub(crate) partitions: Vec<Partition>,
+    pub(crate) catalog: Catalog,
+    pub(crate) leases: kv::Store,
+    pub(crate) handle: tokio::runtime::Handle,
+}
+
+impl Node {
+    /// Runs `fut` on the cluster's runtime and waits for it from a plain thread
+    /// (the engine's log writer, a blocking request). `None` if the runtime is gone.
+    pub(crate) fn run_sync<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().ok()
+    }
+
+    pub(crate) fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.config.lease_ttl_ms)
+    }
+}
+
+/// A running node: the NATS connection and the tasks that follow the partitions,
+/// hold leases and watch the catalog. Dropping it stops them.
+pub struct Cluster {
+    node: Arc<Node>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Connects to NATS, creates the streams and buckets if this is the first node,
+    /// and opens the engine on `engine` as a node of the cluster. Call
+    /// [`Cluster::run`] with the engine (shared) to start following and leasing.
+    pub fn open(
+        config: ClusterConfig,
+        engine: EngineConfig,
+    ) -> Result<(Cluster, Engine), ClusterError> {
+        config.validate().map_err(ClusterError::Config)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mnemo-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Nats(format!("starting the cluster runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let node = runtime.block_on(connect(config, handle))?;
+        let node = Arc::new(node);
+        let hooks = ClusterHooks {
+            replicator: Arc::new(Hooks(Arc::clone(&node))) as Arc<dyn Replicator>,
+            catalog: Arc::new(Hooks(Arc::clone(&node))) as Arc<dyn SharedCatalog>,
+        };
+        let engine = Engine::open_clustered(engine, hooks)?;
+        // The spaces created elsewhere while this node was away, before serving.
+        runtime.block_on(node.catalog.sync(&engine))?;
+        Ok((
+            Cluster {
+                node,
+                runtime: Some(runtime),
+            },
+            engine,
+        ))
+    }
+
+    /// Starts following every partition into `engine`, watching the catalog, and
+    /// (once caught up) competing for partition leases.
+    pub fn run(&self, engine: Arc<Engine>) {
+        let Some(rt) = &self.runtime else { return };
+        rt.spawn(crate::catalog::watch(
+            Arc::clone(&self.node),
+            Arc::clone(&engine),
+        ));
+        for p in 0..self.node.partitions.len() {
+            rt.spawn(crate::follower::follow(
+                Arc::clone(&self.node),
+                Arc::clone(&engine),
+                p,
+            ));
+            rt.spawn(crate::lease::hold(Arc::clone(&self.node), p));
+        }
+    }
+
+    /// The partitions this node writes now.
+    pub fn owned(&self) -> Vec<u32> {
+        self.node
+            .partitions
+            .iter()
+            .filter(|p| p.role.lock().is_owner_now())
+            .map(|p| p.no)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &self.node.partitions {
+            *p.role.lock() = Role::Follower { owner: None };
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The engine's view of the node: the shared log and the shared catalog.
+pub(crate) struct Hooks(pub(crate) Arc<Node>);
+
+async fn connect(
+    config: ClusterConfig,
+    handle: tokio::runtime::Handle,
+) -> Result<Node, ClusterError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("mnemo-{}", config.node_id))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(config.nats.as_str())
+        .await
+        .map_err(|e| nats("connecting", e))?;
+    let js = jetstream::new(client);
+    let prefix = &config.prefix;
+    let catalog_kv = bucket(
+        &js,
+        &config,
+        &format!("{prefix}_catalog"),
+        Duration::ZERO,
+        1,
+    )
+    .await?;
+    let leases = bucket(
+        &js,
+        &config,
+        &format!("{prefix}_leases"),
+        Duration::from_millis(config.lease_ttl_ms),
+        1,
+    )
+    .await?;
+    let catalog = Catalog::new(catalog_kv, config.partitions);
+    catalog.agree_partitions(config.partitions).await?;
+    let mut partitions = Vec::new();
+    for no in 0..config.partitions {
+        let name = format!("{prefix}_log_{no}");
+        let subject = format!("{prefix}.log.{no}");
+        js.get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            // Retried appends carry their message id; the window only needs to
+            // outlast the settling of one append.
+            duplicate_window: Duration::from_secs(120),
+            allow_direct: true,
+            max_message_size: 16 << 20,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats(&format!("creating stream {name}"), e))?;
+        partitions.push(Partition {
+            no,
+            stream: name,
+            subject,
+            applied: AtomicU64::new(0),
+            role: Mutex::new(Role::Follower { owner: None }),
+        });
+    }
+    Ok(Node {
+        config,
+        js,
+        partitions,
+        catalog,
+        leases,
+        handle,
+    })
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    config: &ClusterConfig,
+    name: &str,
+    max_age: Duration,
+    history: i64,
+) -> Result<kv::Store, ClusterError> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: name.to_string(),
+        history,
+        max_age,
+        num_replicas: config.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| nats(&format!("creating bucket {name}"), e))
+}
