@@ -98,6 +98,7 @@ impl ClusterConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -113,7 +114,8 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         assert!(good().validate().is_ok());
-        let cases: Vec<(fn(&mut ClusterConfig), &str)> = vec![
+        type Spoil = fn(&mut ClusterConfig);
+        let cases: Vec<(Spoil, &str)> = vec![
             (|c| c.node_id = String::new(), "node_id"),
             (|c| c.node_id = "a b".into(), "node_id"),
             (|c| c.prefix = "x.y".into(), "prefix"),

@@ -2,7 +2,7 @@
 //! into the engine's local log, as recovery would take it (`Engine::follow`).
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,6 +10,13 @@ use std::time::Duration;
 use mnemo_engine::{Engine, Error};
 
 use crate::node::Node;
+
+/// How long a consumer may deliver nothing before the stream is checked for
+/// messages it should have delivered.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// Frames applied to the engine in one call, at most (about).
+const FOLLOW_BATCH_BYTES: usize = 4 << 20;
 
 /// Follows partition `p` into `engine` for as long as the node runs.
 pub(crate) async fn follow(node: Arc<Node>, engine: Arc<Engine>, p: usize) {
@@ -42,26 +49,68 @@ pub(crate) async fn follow(node: Arc<Node>, engine: Arc<Engine>, p: usize) {
                 continue;
             }
         };
-        while let Some(msg) = messages.next().await {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "following interrupted");
-                    break;
+        let mut broken = false;
+        while !broken {
+            // One message, then whatever else has arrived (up to a batch's bytes):
+            // one local write for all of them.
+            // A consumer can go quiet without an error (NATS restarted and the
+            // consumer is gone): when the stream has moved on meanwhile, start anew.
+            let first = match tokio::time::timeout(QUIET, messages.next()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => break,
+                Err(_) => {
+                    if behind(&node, p).await {
+                        break;
+                    }
+                    continue;
                 }
             };
-            let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
-                break;
-            };
-            if seq <= part.applied.load(Ordering::Acquire) {
-                continue; // written by this node as the owner
+            let mut batch = Vec::new();
+            let mut last = 0;
+            let mut next = Some(first);
+            while let Some(msg) = next {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "following interrupted");
+                        broken = true;
+                        break;
+                    }
+                };
+                let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                    broken = true;
+                    break;
+                };
+                // Not what this node wrote as the owner (applied already).
+                if seq > part.applied.load(Ordering::Acquire) {
+                    batch.extend_from_slice(msg.payload.as_ref());
+                    last = seq;
+                }
+                if batch.len() >= FOLLOW_BATCH_BYTES {
+                    break;
+                }
+                next = messages.next().now_or_never().flatten();
             }
-            if !apply(&node, &engine, p, msg.payload.as_ref()).await {
-                return;
+            if last > 0 {
+                if !apply(&node, &engine, p, &batch).await {
+                    return;
+                }
+                part.applied.fetch_max(last, Ordering::AcqRel);
             }
-            part.applied.fetch_max(seq, Ordering::AcqRel);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// True if partition `p`'s stream holds messages not applied here.
+async fn behind(node: &Node, p: usize) -> bool {
+    let part = &node.partitions[p];
+    match node.js.get_stream(&part.stream).await {
+        Ok(mut s) => match s.info().await {
+            Ok(info) => info.state.last_sequence > part.applied.load(Ordering::Acquire),
+            Err(_) => false,
+        },
+        Err(_) => false,
     }
 }
 

@@ -73,9 +73,13 @@ impl Cluster {
     /// [`Cluster::run`] with the engine (shared) to start following and leasing.
     pub fn open(
         config: ClusterConfig,
-        engine: EngineConfig,
+        mut engine: EngineConfig,
     ) -> Result<(Cluster, Engine), ClusterError> {
         config.validate().map_err(ClusterError::Config)?;
+        // The local log is this node's copy of the shared log, which is the durable
+        // one (JetStream with `sync_interval: always`): a tail lost to a power cut
+        // is followed again from the stream, so the copy is not fsynced.
+        engine.log.durability = mnemo_engine::Durability::Buffered;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mnemo-cluster")

@@ -197,14 +197,12 @@ pub(crate) async fn drive(
                 }
                 run.summary.reconnects += 1;
                 run.events.reconnecting(&why, failures);
+                let pause = Duration::from_millis(200 * u64::from(failures.min(10)));
                 // Told where to go: at once. Else after a pause, to the nodes in turn.
                 let target = match redirect {
                     Some(owner) => owner,
                     None => {
-                        tokio::time::sleep(Duration::from_millis(
-                            200 * u64::from(failures.min(10)),
-                        ))
-                        .await;
+                        tokio::time::sleep(pause).await;
                         let peers = &client.options().peers;
                         match (failures as usize) % (peers.len() + 1) {
                             0 => client.options().addr.clone(),
@@ -214,8 +212,9 @@ pub(crate) async fn drive(
                 };
                 match client.connect_to(&target).await {
                     Ok(c) => conn = c,
-                    // Unreachable for now: counted as a failed attempt on the next turn.
-                    Err(Error::Connect { .. }) => {}
+                    // Unreachable for now (an owner that just died, say): counted as a
+                    // failed attempt on the next turn, after a pause.
+                    Err(Error::Connect { .. }) => tokio::time::sleep(pause).await,
                     Err(e) => return Err(e),
                 }
             }
