@@ -148,7 +148,7 @@ impl Drop for Cluster {
 /// The engine's view of the node: the shared log and the shared catalog.
 pub(crate) struct Hooks(pub(crate) Arc<Node>);
 
-async fn connect(
+pub(crate) async fn connect(
     config: ClusterConfig,
     handle: tokio::runtime::Handle,
 ) -> Result<Node, ClusterError> {

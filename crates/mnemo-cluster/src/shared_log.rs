@@ -178,3 +178,6 @@ impl Replicator for Hooks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
