@@ -17,7 +17,8 @@ use super::Role;
 use crate::config::ClusterConfig;
 use crate::node::{Node, connect};
 
-struct Server(Child, tempfile::TempDir);
+/// The server, and its store (deleted after it).
+struct Server(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -27,7 +28,7 @@ impl Drop for Server {
 }
 
 /// A fresh nats-server with JetStream on a free port, and its URL.
-pub(crate) fn nats_server() -> Option<(impl Drop, String)> {
+fn nats_server() -> Option<(impl Drop, String)> {
     let bin = std::env::var_os("MNEMO_NATS_SERVER")
         .map(PathBuf::from)
         .or_else(|| {
