@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use mnemo_engine::{Engine, Error};
 
+use crate::checkpoints::restore_partition;
 use crate::node::Node;
 
 /// How long a consumer may deliver nothing before the stream is checked for
@@ -21,7 +22,18 @@ const FOLLOW_BATCH_BYTES: usize = 4 << 20;
 /// Follows partition `p` into `engine` for as long as the node runs.
 pub(crate) async fn follow(node: Arc<Node>, engine: Arc<Engine>, p: usize) {
     let part = &node.partitions[p];
+    // At start, and when the stream no longer holds what this node lacks: first
+    // the newest checkpoints, then the stream after them.
+    let mut restore = true;
     loop {
+        match start_position(&node, &engine, p, restore).await {
+            Ok(()) => restore = false,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "cannot start following; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
         let start = part.applied.load(Ordering::Acquire) + 1;
         let messages = async {
             let stream = node
@@ -92,14 +104,58 @@ pub(crate) async fn follow(node: Arc<Node>, engine: Arc<Engine>, p: usize) {
                 next = messages.next().now_or_never().flatten();
             }
             if last > 0 {
-                if !apply(&node, &engine, p, &batch).await {
-                    return;
+                match apply(&node, &engine, p, &batch).await {
+                    Applied::Yes => {}
+                    Applied::Closed => return,
+                    Applied::Gap => {
+                        restore = true;
+                        break;
+                    }
                 }
                 part.applied.fetch_max(last, Ordering::AcqRel);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Moves the start past what the stream no longer holds: restored from object
+/// storage first when `restore` (or when the stream was trimmed past this node).
+async fn start_position(
+    node: &Arc<Node>,
+    engine: &Arc<Engine>,
+    p: usize,
+    restore: bool,
+) -> Result<(), String> {
+    let part = &node.partitions[p];
+    let first = {
+        let mut stream = node
+            .js
+            .get_stream(&part.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .first_sequence
+    };
+    let applied = part.applied.load(Ordering::Acquire);
+    let trimmed_past = applied + 1 < first;
+    if let Some(ck) = &node.checkpoints
+        && (restore || trimmed_past)
+    {
+        let covered = restore_partition(node, engine, ck, p).await?;
+        part.applied.fetch_max(covered, Ordering::AcqRel);
+    }
+    if part.applied.load(Ordering::Acquire) + 1 < first {
+        // Messages before `first` are gone: their records must be here already
+        // (restored); a gap shows up as a FollowGap when applying.
+        part.applied
+            .fetch_max(first.saturating_sub(1), Ordering::AcqRel);
+    }
+    Ok(())
 }
 
 /// True if partition `p`'s stream holds messages not applied here.
@@ -114,16 +170,28 @@ async fn behind(node: &Node, p: usize) -> bool {
     }
 }
 
-/// Applies one message, retrying what may pass later (a space not adopted yet).
-/// False if the engine is closed.
-async fn apply(node: &Arc<Node>, engine: &Arc<Engine>, p: usize, payload: &[u8]) -> bool {
+/// What became of frames handed to the engine.
+enum Applied {
+    Yes,
+    /// The engine is closed.
+    Closed,
+    /// They skip records this node lacks: restore from checkpoints, then retry.
+    Gap,
+}
+
+/// Applies followed frames, retrying what may pass later (a space not adopted yet).
+async fn apply(node: &Arc<Node>, engine: &Arc<Engine>, p: usize, payload: &[u8]) -> Applied {
     loop {
         let frames = node.catalog.without_dropped(payload);
         let e = Arc::clone(engine);
         let done = tokio::task::spawn_blocking(move || e.follow(frames)).await;
         match done {
-            Ok(Ok(_)) => return true,
-            Ok(Err(Error::ShuttingDown)) | Err(_) => return false,
+            Ok(Ok(_)) => return Applied::Yes,
+            Ok(Err(Error::ShuttingDown)) | Err(_) => return Applied::Closed,
+            Ok(Err(e @ Error::FollowGap { .. })) if node.checkpoints.is_some() => {
+                tracing::warn!(partition = p, error = %e, "behind the stream's start: restoring from checkpoints");
+                return Applied::Gap;
+            }
             Ok(Err(Error::SpaceNotFound(_))) => {
                 // Created on another node: adopt it from the catalog first.
                 if let Err(e) = node.catalog.sync(engine).await {

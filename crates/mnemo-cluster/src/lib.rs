@@ -13,10 +13,13 @@
 //!   routes clients to it; safety never rests on the lease alone.
 //! - **Followers** (`follower.rs`): every node applies every partition's messages
 //!   to its engine, so it serves recall for every space.
+//! - **Checkpoints** (`checkpoints/`): each space's records in object storage,
+//!   so a node can start from them and the streams can be trimmed.
 //! - **The catalog** (`catalog.rs`): space numbers and partitions in a key-value
 //!   bucket; nodes adopt the spaces created elsewhere.
 
 mod catalog;
+mod checkpoints;
 mod config;
 mod error;
 mod follower;
@@ -24,6 +27,7 @@ mod lease;
 mod node;
 mod shared_log;
 
+pub use checkpoints::CheckpointConfig;
 pub use config::ClusterConfig;
 pub use error::ClusterError;
 pub use node::Cluster;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mnemo_engine::{ClusterHooks, Engine, EngineConfig, Replicator, SharedCatalog};
 
 use crate::catalog::Catalog;
+use crate::checkpoints::{CheckpointConfig, Checkpoints};
 use crate::config::ClusterConfig;
 use crate::error::{ClusterError, nats};
 use crate::shared_log::Role;
@@ -31,6 +32,8 @@ pub(crate) struct Node {
     pub(crate) catalog: Catalog,
     pub(crate) leases: kv::Store,
     pub(crate) handle: tokio::runtime::Handle,
+    /// Checkpoints in object storage, if configured.
+    pub(crate) checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl Node {
@@ -73,6 +76,7 @@ impl Cluster {
     /// [`Cluster::run`] with the engine (shared) to start following and leasing.
     pub fn open(
         config: ClusterConfig,
+        checkpoints: &CheckpointConfig,
         mut engine: EngineConfig,
     ) -> Result<(Cluster, Engine), ClusterError> {
         config.validate().map_err(ClusterError::Config)?;
@@ -87,7 +91,10 @@ impl Cluster {
             .build()
             .map_err(|e| ClusterError::Nats(format!("starting the cluster runtime: {e}")))?;
         let handle = runtime.handle().clone();
-        let node = runtime.block_on(connect(config, handle))?;
+        let mut node = runtime.block_on(connect(config, handle))?;
+        if checkpoints.enabled() {
+            node.checkpoints = Some(Arc::new(Checkpoints::open(checkpoints)?));
+        }
         let node = Arc::new(node);
         let hooks = ClusterHooks {
             replicator: Arc::new(Hooks(Arc::clone(&node))) as Arc<dyn Replicator>,
@@ -120,6 +127,13 @@ impl Cluster {
                 p,
             ));
             rt.spawn(crate::lease::hold(Arc::clone(&self.node), p));
+        }
+        if let Some(ck) = &self.node.checkpoints {
+            rt.spawn(crate::checkpoints::upload_loop(
+                Arc::clone(&self.node),
+                Arc::clone(&engine),
+                Arc::clone(ck),
+            ));
         }
     }
 
@@ -212,6 +226,7 @@ pub(crate) async fn connect(
         catalog,
         leases,
         handle,
+        checkpoints: None,
     })
 }
 

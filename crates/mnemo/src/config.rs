@@ -48,6 +48,8 @@ pub(crate) struct ServeConfig {
     pub(crate) tls: mnemo_server::auth::TlsConfig,
     /// The distributed mode (off unless `cluster.nats` is set): docs/scale-out.md.
     pub(crate) cluster: mnemo_cluster::ClusterConfig,
+    /// Checkpoints in object storage (distributed mode; off unless `url` is set).
+    pub(crate) checkpoints: mnemo_cluster::CheckpointConfig,
 }
 
 impl ServeConfig {
@@ -74,6 +76,15 @@ impl ServeConfig {
     fn check_limits(&self) -> anyhow::Result<()> {
         if self.cluster.enabled() {
             self.cluster
+                .validate()
+                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        }
+        if self.checkpoints.enabled() {
+            anyhow::ensure!(
+                self.cluster.enabled(),
+                "configuration: [checkpoints] in object storage need the distributed mode ([cluster] nats = …)"
+            );
+            self.checkpoints
                 .validate()
                 .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         }
@@ -151,6 +162,7 @@ impl Default for ServeConfig {
             auth: Default::default(),
             tls: Default::default(),
             cluster: Default::default(),
+            checkpoints: Default::default(),
         }
     }
 }

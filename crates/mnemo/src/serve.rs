@@ -74,6 +74,7 @@ pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> an
     // following and leasing once it is ready. It outlives the server.
     let cluster: Arc<Mutex<Option<mnemo_cluster::Cluster>>> = Arc::default();
     let cluster_cfg = cfg.cluster.clone();
+    let checkpoints_cfg = cfg.checkpoints.clone();
     let (opened, started_cluster) = (Arc::clone(&cluster), Arc::clone(&cluster));
     mnemo_server::serve(
         listener,
@@ -82,10 +83,12 @@ pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> an
                 return Engine::open(engine_cfg);
             }
             let (node, engine) =
-                mnemo_cluster::Cluster::open(cluster_cfg, engine_cfg).map_err(|e| match e {
-                    mnemo_cluster::ClusterError::Engine(e) => e,
-                    other => mnemo_engine::Error::ClusterUnavailable(other.to_string()),
-                })?;
+                mnemo_cluster::Cluster::open(cluster_cfg, &checkpoints_cfg, engine_cfg).map_err(
+                    |e| match e {
+                        mnemo_cluster::ClusterError::Engine(e) => e,
+                        other => mnemo_engine::Error::ClusterUnavailable(other.to_string()),
+                    },
+                )?;
             *opened
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);

@@ -81,18 +81,21 @@ struct Nats {
     bin: PathBuf,
     conf: PathBuf,
     port: u16,
+    /// The monitoring endpoint (`/jsz`).
+    http: u16,
     proc: Option<Proc>,
 }
 
 impl Nats {
     fn new(bin: PathBuf, dir: &Path) -> Nats {
-        let port = free_port();
+        let (port, http) = (free_port(), free_port());
         let conf = dir.join("nats.conf");
         let store = dir.join("jetstream");
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
+                "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n\
+                 jetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
                 store.display()
             ),
         )
@@ -101,6 +104,7 @@ impl Nats {
             bin,
             conf,
             port,
+            http,
             proc: None,
         }
     }
@@ -124,19 +128,107 @@ impl Nats {
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// The first sequence still held by each partition stream.
+    fn first_sequences(&self) -> Vec<u64> {
+        let body = http_get(self.http, "/jsz?streams=true");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut firsts = Vec::new();
+        for account in v["account_details"].as_array().into_iter().flatten() {
+            for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                if stream["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("mnemo_log_"))
+                {
+                    firsts.push(stream["state"]["first_seq"].as_u64().unwrap());
+                }
+            }
+        }
+        firsts
+    }
+}
+
+/// A plain HTTP/1.0 request on loopback; the response body.
+fn http_request(port: u16, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.") && out[9..].starts_with('2'),
+        "{method} {path}: {out}"
+    );
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    http_request(port, "GET", path)
+}
+
+/// Where checkpoints go: a moto S3 server (`MNEMO_MOTO_SERVER`: its `moto_server`)
+/// with a bucket, or a directory when there is none (unless `MNEMO_REQUIRE_MOTO`).
+struct ObjectStorage {
+    toml: String,
+    _moto: Option<Proc>,
+}
+
+fn object_storage(dir: &Path) -> ObjectStorage {
+    let Some(moto) = std::env::var_os("MNEMO_MOTO_SERVER") else {
+        assert!(
+            std::env::var_os("MNEMO_REQUIRE_MOTO").is_none(),
+            "MNEMO_REQUIRE_MOTO is set but MNEMO_MOTO_SERVER is not"
+        );
+        eprintln!("no moto server (MNEMO_MOTO_SERVER): checkpoints go to a directory");
+        return ObjectStorage {
+            toml: format!(
+                "[checkpoints]\nurl = \"file://{}\"\ninterval_s = 1\n",
+                dir.join("objects").display()
+            ),
+            _moto: None,
+        };
+    };
+    let port = free_port();
+    let child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    http_request(port, "PUT", "/mnemo-checkpoints");
+    ObjectStorage {
+        toml: format!(
+            "[checkpoints]\nurl = \"s3://mnemo-checkpoints/cluster-test\"\n\
+             endpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\ninterval_s = 1\n"
+        ),
+        _moto: Some(proc),
+    }
 }
 
 struct Node {
     id: String,
     port: u16,
     conf: PathBuf,
+    data: PathBuf,
     proc: Option<Proc>,
     /// Recalls are expected to work on it (running, not stopped).
     up: Arc<AtomicBool>,
 }
 
 impl Node {
-    fn new(id: &str, dir: &Path, nats: &str) -> Node {
+    fn new(id: &str, dir: &Path, nats: &str, checkpoints: &str) -> Node {
         let port = free_port();
         let conf = dir.join(format!("{id}.toml"));
         let data = dir.join(format!("data-{id}"));
@@ -145,7 +237,7 @@ impl Node {
             format!(
                 "listen = \"127.0.0.1:{port}\"\nmetrics = \"\"\n[engine]\ndata_dir = \"{}\"\nindex_threads = 1\n\
                  [cluster]\nnats = \"{nats}\"\npartitions = 2\nnode_id = \"{id}\"\n\
-                 advertise = \"http://127.0.0.1:{port}\"\nlease_ttl_ms = {LEASE_TTL_MS}\n",
+                 advertise = \"http://127.0.0.1:{port}\"\nlease_ttl_ms = {LEASE_TTL_MS}\n{checkpoints}",
                 data.display()
             ),
         )
@@ -154,6 +246,7 @@ impl Node {
             id: id.into(),
             port,
             conf,
+            data,
             proc: None,
             up: Arc::default(),
         }
@@ -168,6 +261,8 @@ impl Node {
             .args(["serve", "--config"])
             .arg(&self.conf)
             .env("RUST_LOG", "warn")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -365,9 +460,10 @@ async fn three_nodes_keep_every_ack_through_owner_kills_pauses_and_a_nats_restar
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::new(nats_bin, dir.path());
     nats.start();
+    let objects = object_storage(dir.path());
     let mut nodes: Vec<Node> = ["n0", "n1", "n2"]
         .iter()
-        .map(|id| Node::new(id, dir.path(), &nats.url()))
+        .map(|id| Node::new(id, dir.path(), &nats.url(), &objects.toml))
         .collect();
     for n in &mut nodes {
         n.start().await;
@@ -602,4 +698,67 @@ async fn three_nodes_keep_every_ack_through_owner_kills_pauses_and_a_nats_restar
         reads.failed
     );
     assert!(reads.answered > 50, "too few reads: {reads:?}");
+
+    // 4. Checkpoints reach object storage and the streams are trimmed below them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let firsts = nats.first_sequences();
+        if firsts.len() == 2 && firsts.iter().all(|&f| f > 1) {
+            eprintln!("streams trimmed: first sequences {firsts:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "streams not trimmed: {firsts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // 5. A node that lost its disk starts from the checkpoints and the stream's
+    //    rest, and writes go on through it.
+    let lost = 2;
+    nodes[lost].kill();
+    std::fs::remove_dir_all(&nodes[lost].data).unwrap();
+    nodes[lost].start().await;
+    let late = Client::connect(ConnectOptions::new(nodes[lost].addr()))
+        .await
+        .unwrap();
+    let mut session = SessionOptions::new(SPACES[0]);
+    session.session_id = Some("late".into());
+    let summary = late.observe(session, &mut Late, &mut ()).await.unwrap();
+    assert_eq!(summary.final_sequence, 100);
+    let expected: Vec<u64> = (0..SPACES.len())
+        .map(|w| snapshots[w] + if w == 0 { 100 } else { 0 })
+        .collect();
+    for (w, space) in SPACES.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (addr, _) in &addrs {
+            while committed(addr, space).await != Some(expected[w]) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{space}: {addr} is at {:?}, not {}",
+                    committed(addr, space).await,
+                    expected[w]
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let first = export(&addrs[0].0, space, expected[w]).await;
+        let restored = export(&addrs[lost].0, space, expected[w]).await;
+        assert_eq!(first.len() as u64, expected[w], "{space}");
+        assert!(
+            first
+                .iter()
+                .zip(&restored)
+                .all(|(a, b)| prost::Message::encode_to_vec(a) == prost::Message::encode_to_vec(b))
+                && first.len() == restored.len(),
+            "{space}: the restored node's export differs"
+        );
+    }
+}
+
+/// 100 more observations, for a session after the restore.
+struct Late;
+
+impl Feed for Late {
+    fn next(&mut self, sequence: u64) -> mnemo_client::Result<Option<pb::Observation>> {
+        Ok((sequence <= 100).then(|| observation(9, sequence)))
+    }
 }

@@ -101,6 +101,41 @@ impl Engine {
         }
     }
 
+    /// Appends to `out` the frames of `space`'s records from `from` on, as the local
+    /// log holds them, until `to` or until `out` holds `max_bytes`; returns the
+    /// last LSN taken (`from - 1` if none). A record compaction removed (a dead
+    /// memory) becomes a lost-record placeholder, so the LSNs stay dense. For
+    /// checkpoints in object storage, which a node restores through
+    /// [`Engine::follow`].
+    pub fn read_frames(
+        &self,
+        space: SpaceNo,
+        from: Lsn,
+        to: Lsn,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Lsn> {
+        let mut last = from.saturating_sub(1);
+        for lsn in from..=to {
+            if out.len() >= max_bytes {
+                break;
+            }
+            let body = match self.inner.log.read(space, lsn) {
+                Ok(body) => body,
+                Err(Error::Forgotten { .. }) => crate::record::lost_body(),
+                Err(e) => return Err(e),
+            };
+            crate::log::frame::encode_frame(out, space, lsn, &body);
+            last = lsn;
+        }
+        Ok(last)
+    }
+
+    /// The highest LSN of `space` in the local log.
+    pub fn local_lsn(&self, space: SpaceNo) -> Lsn {
+        self.inner.log.last_lsn(space).unwrap_or(0)
+    }
+
     /// The names of the spaces known here.
     pub fn space_names(&self) -> Vec<String> {
         self.list_spaces().into_iter().map(|s| s.name).collect()
