@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,11 @@ class Connection:
             if tls_domain:
                 options.append(("grpc.ssl_target_name_override", tls_domain))
         return cls(target, credentials, metadata, tuple(options))
+
+    def to(self, address: str) -> Connection:
+        """The same settings for another node (``http://host:port`` or ``host:port``)."""
+        target = address.removeprefix("https://").removeprefix("http://").rstrip("/")
+        return dataclasses.replace(self, target=target)
 
     def channel(self) -> grpc.Channel:
         if self.credentials is None:

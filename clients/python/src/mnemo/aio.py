@@ -15,7 +15,7 @@ from . import _requests, _vectors
 from ._channel import Connection, PathLike
 from ._session_core import SessionCore
 from .client import DEFAULT_ADDRESS
-from .errors import MnemoError, NotFound, SessionError, from_rpc_error
+from .errors import MnemoError, NotFound, SessionError, Unavailable, from_rpc_error
 from .types import (
     Ack,
     FilterLike,
@@ -34,6 +34,8 @@ from .v1 import mnemo_pb2_grpc
 T = TypeVar("T")
 
 _MAX_BATCH = 4096
+#: Redirects followed when opening a stream (distributed mode: to the space's owner).
+_MAX_REDIRECTS = 3
 
 
 class AsyncMnemo:
@@ -319,6 +321,9 @@ class AsyncSession(SessionCore[pb.Observation]):
         self._queue: Optional[asyncio.Queue[Optional[pb.ObserveRequest]]] = None
         self._task: Optional[asyncio.Task[None]] = None
         self.pressure: Optional[Pressure] = None
+        # Distributed mode: the node the server said writes the space, and a channel to it.
+        self._node: Optional[str] = None
+        self._node_channel: Optional[tuple[str, grpc.aio.Channel]] = None
 
     async def __aenter__(self) -> AsyncSession:
         await self._open(resume_only=False)
@@ -413,7 +418,17 @@ class AsyncSession(SessionCore[pb.Observation]):
             self._cv.notify_all()
         return seqs
 
-    async def _open(self, resume_only: bool) -> None:
+    async def _stub_at(self, node: Optional[str]) -> Any:
+        """The stub on the client's node (``None``) or on ``node``."""
+        if node is None:
+            return self._client._stub
+        if self._node_channel is None or self._node_channel[0] != node:
+            if self._node_channel is not None:
+                await self._node_channel[1].close(None)
+            self._node_channel = (node, self._client._conn.to(node).aio_channel())
+        return mnemo_pb2_grpc.MnemoStub(self._node_channel[1])  # type: ignore[no-untyped-call]
+
+    async def _open(self, resume_only: bool, redirects: int = 0) -> None:
         q: asyncio.Queue[Optional[pb.ObserveRequest]] = asyncio.Queue()
         init = pb.Init(
             space=self.space, session_id=self.session_id, resume_only=resume_only, credit_window=self._want_window
@@ -427,11 +442,18 @@ class AsyncSession(SessionCore[pb.Observation]):
                     return
                 yield r
 
-        call = self._client._stub.Observe(requests(), metadata=self._client._conn.metadata)
+        call = (await self._stub_at(self._node)).Observe(requests(), metadata=self._client._conn.metadata)
         try:
             first = await call.read()
         except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+            err = from_rpc_error(e)
+            # Distributed mode: another node writes the space; open there instead.
+            if isinstance(err, Unavailable) and err.owner and redirects < _MAX_REDIRECTS:
+                self._node = err.owner
+                return await self._open(resume_only, redirects + 1)
+            # The node that wrote it may be gone: the next try asks the client's node.
+            self._node = None
+            raise err from None
         if first is grpc.aio.EOF or first.WhichOneof("kind") != "init_ack":  # type: ignore[attr-defined]
             call.cancel()
             raise SessionError("the server did not answer Init with InitAck")
@@ -544,3 +566,5 @@ class AsyncSession(SessionCore[pb.Observation]):
                 await asyncio.wait_for(self._task, 5)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+        if self._node_channel is not None:
+            await self._node_channel[1].close(None)

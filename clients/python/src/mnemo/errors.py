@@ -66,7 +66,11 @@ class StorageFull(Retryable):
 
 
 class Unavailable(MnemoError):
-    """The server is starting, stopping or unreachable."""
+    """The server is starting, stopping or unreachable; or (distributed mode) another
+    node writes the space, and ``owner`` is its address."""
+
+    #: The node to send writes to instead, when the server named one.
+    owner: Optional[str] = None
 
 
 class DeadlineExceeded(MnemoError):
@@ -84,6 +88,9 @@ class DataLoss(MnemoError):
 class SessionError(MnemoError):
     """A session could not go on (closed elsewhere, resume impossible)."""
 
+
+#: The metadata key of an UNAVAILABLE refusal naming the node that writes the space.
+OWNER_METADATA = "mnemo-owner"
 
 _BY_CODE: dict[grpc.StatusCode, type[MnemoError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
@@ -114,4 +121,11 @@ def from_rpc_error(e: grpc.RpcError) -> MnemoError:
                     retry = int(value) / 1000.0
         cls: type[Retryable] = StorageFull if "disk" in message or "free space" in message else Overloaded
         return cls(message, retry_after=retry, code=code)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        unavailable = Unavailable(message, code=code)
+        trailers = call.trailing_metadata() if callable(getattr(call, "trailing_metadata", None)) else None
+        for key, value in trailers or ():
+            if key == OWNER_METADATA:
+                unavailable.owner = str(value)
+        return unavailable
     return _BY_CODE.get(code, MnemoError)(message, code=code) if code is not None else MnemoError(message)

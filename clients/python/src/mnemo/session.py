@@ -20,7 +20,7 @@ import grpc
 
 from . import _requests, _vectors
 from ._session_core import SessionCore
-from .errors import MnemoError, NotFound, SessionError, from_rpc_error
+from .errors import MnemoError, NotFound, SessionError, Unavailable, from_rpc_error
 from .types import Ack, Pressure
 from .v1 import mnemo_pb2 as pb
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Most observations per batch message (the server's bound).
 _MAX_BATCH = 4096
+#: Redirects followed when opening a stream (distributed mode: to the space's owner).
+_MAX_REDIRECTS = 3
 
 # Protobuf keys (field number << 3 | length-delimited) of ObserveRequest.observation,
 # ObserveRequest.batch and ObservationBatch.observations: a batch is framed from the
@@ -93,6 +95,9 @@ class Session(SessionCore[bytes]):
         #: The last pressure the server reported.
         self.pressure: Optional[Pressure] = None
         self._requests: Optional[queue.SimpleQueue[Optional[bytes]]] = None
+        # Distributed mode: the node the server said writes the space, and a channel to it.
+        self._node: Optional[str] = None
+        self._node_channel: Optional[tuple[str, grpc.Channel]] = None
         self._open(resume_only=False)
         self._worker = threading.Thread(target=self._run, name=f"mnemo-session-{self.session_id}", daemon=True)
         self._worker.start()
@@ -236,8 +241,23 @@ class Session(SessionCore[bytes]):
             self._cv.notify_all()
         return seqs
 
-    def _open(self, resume_only: bool) -> None:
-        """Opens a stream (Init → InitAck) and resets the send state from next_sequence."""
+    def _observe_at(self, node: Optional[str]) -> Any:
+        """The raw Observe method on the client's node (``None``) or on ``node``."""
+        if node is None:
+            return self._client._observe_raw
+        if self._node_channel is None or self._node_channel[0] != node:
+            if self._node_channel is not None:
+                self._node_channel[1].close()
+            self._node_channel = (node, self._client._conn.to(node).channel())
+        return self._node_channel[1].stream_stream(
+            "/mnemo.v1.Mnemo/Observe",
+            request_serializer=None,
+            response_deserializer=pb.ObserveResponse.FromString,
+        )
+
+    def _open(self, resume_only: bool, redirects: int = 0) -> None:
+        """Opens a stream (Init → InitAck) and resets the send state from next_sequence;
+        follows a redirect to the node that writes the space."""
         reqs: queue.SimpleQueue[Optional[bytes]] = queue.SimpleQueue()
         reqs.put(
             pb.ObserveRequest(
@@ -258,12 +278,19 @@ class Session(SessionCore[bytes]):
                     return
                 yield r
 
-        call: Any = self._client._observe_raw(requests(), metadata=self._client._conn.metadata)
+        call: Any = self._observe_at(self._node)(requests(), metadata=self._client._conn.metadata)
         try:
             first = next(call)
         except grpc.RpcError as e:
             reqs.put(None)
-            raise from_rpc_error(e) from None
+            err = from_rpc_error(e)
+            # Distributed mode: another node writes the space; open there instead.
+            if isinstance(err, Unavailable) and err.owner and redirects < _MAX_REDIRECTS:
+                self._node = err.owner
+                return self._open(resume_only, redirects + 1)
+            # The node that wrote it may be gone: the next try asks the client's node.
+            self._node = None
+            raise err from None
         except StopIteration:
             reqs.put(None)
             raise SessionError("the server ended the stream before InitAck") from None
@@ -386,3 +413,5 @@ class Session(SessionCore[bytes]):
             call.cancel()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=5)
+        if self._node_channel is not None:
+            self._node_channel[1].close()

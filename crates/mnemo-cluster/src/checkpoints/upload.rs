@@ -39,6 +39,9 @@ async fn checkpoint_partition(
     ck: &Arc<Checkpoints>,
     p: usize,
 ) -> CheckpointResult<Option<u64>> {
+    // A space created after the list is read has its records only in messages
+    // after this position: the trim stays below it.
+    let floor = node.partitions[p].applied.load(Ordering::Acquire);
     let mut covered: Option<u64> = None;
     for info in engine.list_spaces() {
         if node.catalog.partition_of(info.no) as usize != p {
@@ -47,7 +50,7 @@ async fn checkpoint_partition(
         let m = checkpoint_space(node, engine, ck, p, info.no).await?;
         covered = Some(covered.map_or(m.stream_seq, |c| c.min(m.stream_seq)));
     }
-    Ok(covered)
+    Ok(covered.map(|c| c.min(floor)))
 }
 
 /// Writes what `space` has beyond its newest manifest, and a new manifest.
@@ -66,9 +69,16 @@ async fn checkpoint_space(
             .await?
             .unwrap_or_else(|| Manifest::empty(space.0, p as u32)),
     };
-    // The position first: the local log then holds every record of the messages
-    // up to it, so the records read after it cover them.
+    // The position first, then a barrier through the log writer (this node's own
+    // appends count as applied once published, a moment before they are written
+    // here): the local log then holds every record of the messages up to the
+    // position, so the records read after it cover them.
     let seq = node.partitions[p].applied.load(Ordering::Acquire);
+    let e = Arc::clone(engine);
+    tokio::task::spawn_blocking(move || e.wait_for_writes())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let last = engine.local_lsn(space);
     if last == prev.lsn && seq == prev.stream_seq {
         return Ok(prev);

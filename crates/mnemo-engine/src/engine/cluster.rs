@@ -43,6 +43,13 @@ impl Engine {
         self.inner.log.follow(frames).wait()
     }
 
+    /// Returns once every group commit the log writer has begun is written to the
+    /// local log (a barrier through the writer's queue): a replicated append
+    /// whose shared-log position was already published is then readable here.
+    pub fn wait_for_writes(&self) -> Result<()> {
+        self.inner.log.follow(Vec::new()).wait().map(|_| ())
+    }
+
     /// The highest LSN of each live space in the local log.
     pub fn local_lsns(&self) -> Vec<(SpaceNo, Lsn)> {
         self.inner

@@ -126,8 +126,16 @@ pub(super) async fn drive(
             ))
         })
         .collect();
+    let probe_recall = Conn {
+        addr: args
+            .probe_recall_addr
+            .clone()
+            .unwrap_or_else(|| target.addr.clone()),
+        security: target.security.clone(),
+    };
     let probes = measure_rt.spawn(load::probes(
         target.clone(),
+        probe_recall,
         space.clone(),
         Arc::clone(&work),
         args.seed,

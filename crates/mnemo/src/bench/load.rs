@@ -358,9 +358,11 @@ pub(crate) struct ProbeOutcome {
 }
 
 /// Probes one at a time through their own session: observe a marked vector, then
-/// recall it (k = 10) until it comes back, `gap` apart.
+/// recall it (k = 10) until it comes back, `gap` apart. The recalls go to
+/// `recall_at` (another node of a cluster, or the same server).
 pub(crate) async fn probes(
     target: Conn,
+    recall_at: Conn,
     space: String,
     work: Arc<Workload>,
     seed: u64,
@@ -379,7 +381,7 @@ pub(crate) async fn probes(
         return Ok(out);
     }
     let client = target.connect().await?;
-    let mut recall = client.stub();
+    let mut recall = recall_at.connect().await?.stub();
     let mut stream = ObserveStream::open(
         &client,
         pb::Init {

@@ -63,6 +63,10 @@ pub(crate) struct BenchArgs {
     /// Pause between two probes, milliseconds.
     #[arg(long, default_value_t = 50)]
     probe_gap_ms: u64,
+    /// Recall the probes on this node instead (distributed mode: the visibility
+    /// then measured is the follower lag, ack on `--addr` → visible here).
+    #[arg(long, requires = "addr")]
+    probe_recall_addr: Option<String>,
     /// Real vectors to observe (`.fvecs`), e.g. from ../shared/data.
     #[arg(long)]
     dataset: Option<PathBuf>,
