@@ -134,8 +134,10 @@ pub(super) async fn drive(
         security: target.security.clone(),
     };
     let probes = measure_rt.spawn(load::probes(
-        target.clone(),
-        probe_recall,
+        load::ProbeNodes {
+            write: target.clone(),
+            recall: probe_recall,
+        },
         space.clone(),
         Arc::clone(&work),
         args.seed,

@@ -357,12 +357,17 @@ pub(crate) struct ProbeOutcome {
     pub(crate) acked: Vec<(String, u64)>,
 }
 
+/// Where probes are written, and where they are recalled (the same server, or
+/// another node of a cluster).
+pub(crate) struct ProbeNodes {
+    pub(crate) write: Conn,
+    pub(crate) recall: Conn,
+}
+
 /// Probes one at a time through their own session: observe a marked vector, then
-/// recall it (k = 10) until it comes back, `gap` apart. The recalls go to
-/// `recall_at` (another node of a cluster, or the same server).
+/// recall it (k = 10) until it comes back, `gap` apart.
 pub(crate) async fn probes(
-    target: Conn,
-    recall_at: Conn,
+    nodes: ProbeNodes,
     space: String,
     work: Arc<Workload>,
     seed: u64,
@@ -380,8 +385,8 @@ pub(crate) async fn probes(
     if n == 0 {
         return Ok(out);
     }
-    let client = target.connect().await?;
-    let mut recall = recall_at.connect().await?.stub();
+    let client = nodes.write.connect().await?;
+    let mut recall = nodes.recall.connect().await?.stub();
     let mut stream = ObserveStream::open(
         &client,
         pb::Init {
