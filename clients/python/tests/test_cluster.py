@@ -154,4 +154,3 @@ async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> N
     with Mnemo(other.address) as m:
         hits = m.recall("s", v[250], k=1)
         assert hits[0].content == "async 50"
-
