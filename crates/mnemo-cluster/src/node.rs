@@ -50,6 +50,29 @@ impl Node {
         rx.recv().ok()
     }
 
+    /// Steps down from every partition and deletes the lease keys still held.
+    pub(crate) async fn release_leases(self: Arc<Self>) {
+        let mut held = Vec::new();
+        for (p, part) in self.partitions.iter().enumerate() {
+            let mut role = part.role.lock();
+            if let Role::Owner { revision, .. } = *role {
+                held.push((p, revision));
+            }
+            *role = Role::Follower { owner: None };
+        }
+        for (p, revision) in held {
+            // Only if still ours: a newer revision means another node has it.
+            match self
+                .leases
+                .delete_expect_revision(format!("p{p}"), Some(revision))
+                .await
+            {
+                Ok(()) => tracing::info!(partition = p, "lease released"),
+                Err(e) => tracing::warn!(partition = p, error = %e, "releasing the lease"),
+            }
+        }
+    }
+
     pub(crate) fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.config.lease_ttl_ms)
     }
@@ -135,6 +158,14 @@ impl Cluster {
                 Arc::clone(ck),
             ));
         }
+    }
+
+    /// Gives up the leases this node holds, so the other nodes take its partitions
+    /// over at their next check instead of after the lease TTL. Call after the
+    /// engine is closed (nothing more can be written through this node).
+    pub fn leave(&self) {
+        let Some(rt) = &self.runtime else { return };
+        rt.block_on(Arc::clone(&self.node).release_leases());
     }
 
     /// The partitions this node writes now.

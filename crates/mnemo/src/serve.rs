@@ -114,11 +114,17 @@ pub(crate) async fn run(cfg: ServeConfig, runtimes: mnemo_server::Options) -> an
         },
     )
     .await?;
-    drop(
-        cluster
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(),
-    );
+    // The engine is closed: hand the partitions over at once.
+    let node = cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(node) = node {
+        tokio::task::spawn_blocking(move || {
+            node.leave();
+            drop(node);
+        })
+        .await?;
+    }
     Ok(())
 }

@@ -157,3 +157,43 @@ async fn two_writers_cannot_both_append_and_a_landed_retry_is_not_written_twice(
     ));
     assert_eq!(last_sequence(&a).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_takes_a_free_lease_and_releases_it_on_leaving() {
+    let Some((_server, url)) = nats_server() else {
+        return;
+    };
+    let a = node("a", &url).await;
+    let b = node("b", &url).await;
+    let holder = tokio::spawn(crate::lease::hold(Arc::clone(&a), 0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.partitions[0].role.lock().is_owner_now() {
+        assert!(Instant::now() < deadline, "a did not take the free lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // b sees a as the owner and sends clients there.
+    let watcher = tokio::spawn(crate::lease::hold(Arc::clone(&b), 0));
+    while !matches!(&*b.partitions[0].role.lock(), Role::Follower { owner: Some(o) } if o == "http://a:7400")
+    {
+        assert!(Instant::now() < deadline, "b does not name a as the owner");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder.abort();
+    Arc::clone(&a).release_leases().await;
+    assert!(!a.partitions[0].role.lock().is_owner_now());
+    let entry = a.leases.entry("p0").await.unwrap();
+    assert!(
+        entry.is_none_or(|e| e.operation != async_nats::jetstream::kv::Operation::Put),
+        "the lease key is gone"
+    );
+    // b takes it at its next check (a quarter TTL), well before the TTL would
+    // have expired the key.
+    while !b.partitions[0].role.lock().is_owner_now() {
+        assert!(
+            Instant::now() < deadline,
+            "b did not take the released lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    watcher.abort();
+}
