@@ -14,6 +14,9 @@ use crate::config::ClusterConfig;
 use crate::error::{ClusterError, nats};
 use crate::shared_log::Role;
 
+/// Room left in a message for its headers (message id, expected sequence).
+const HEADER_ROOM: usize = 4 << 10;
+
 /// A partition as this node sees it.
 pub(crate) struct Partition {
     pub(crate) no: u32,
@@ -115,6 +118,12 @@ impl Cluster {
             .map_err(|e| ClusterError::Nats(format!("starting the cluster runtime: {e}")))?;
         let handle = runtime.handle().clone();
         let mut node = runtime.block_on(connect(config, handle))?;
+        // One group commit is one message: it must fit the server's message limit.
+        let max_payload = node.js.client().max_payload();
+        engine.log.max_batch_bytes = engine
+            .log
+            .max_batch_bytes
+            .min(max_payload.saturating_sub(HEADER_ROOM).max(4096));
         if checkpoints.enabled() {
             node.checkpoints = Some(Arc::new(Checkpoints::open(checkpoints)?));
         }

@@ -95,6 +95,15 @@ impl Node {
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                     return self.settle(p, expected, &id, deadline).await;
                 }
+                // Refused before it was sent: nothing can have landed.
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(Error::InvalidArgument(format!(
+                        "a record of {} bytes does not fit the shared log's message limit \
+                         ({} bytes: the NATS server's max_payload)",
+                        frames.len(),
+                        self.js.client().max_payload()
+                    )));
+                }
                 Err(e) => {
                     if Instant::now() >= deadline {
                         self.step_down(p, "an append could not be settled");

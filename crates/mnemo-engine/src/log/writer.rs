@@ -45,7 +45,8 @@ pub(super) fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>) {
     let mut buf = Vec::with_capacity(1 << 20);
     let linger = std::time::Duration::from_micros(shared.config.group_commit_linger_us);
     let mut previous = 0usize;
-    // A follow met while collecting a batch: taken after the batch commits.
+    // A follow (or an append that would overfill the batch) met while collecting a
+    // batch: taken after the batch commits.
     let mut carried: Option<Request> = None;
     loop {
         let first = match carried.take() {
@@ -64,7 +65,9 @@ pub(super) fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>) {
             Request::Append(append) => append,
         };
         let mut batch = vec![first];
-        let mut bytes = batch[0].body.len();
+        // Bytes as written: bodies and their frame headers.
+        let framed = |body: &[u8]| body.len() + frame::FRAME_HEADER + frame::PAYLOAD_HEADER;
+        let mut bytes = framed(&batch[0].body);
         let deadline = std::time::Instant::now() + linger;
         while bytes < shared.config.max_batch_bytes {
             let next = match rx.try_recv() {
@@ -83,8 +86,16 @@ pub(super) fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>) {
             };
             match next {
                 None => break,
+                // A commit stays within `max_batch_bytes` unless one record alone is
+                // larger (a distributed log sends each commit as one bounded message).
+                Some(Request::Append(req))
+                    if bytes + framed(&req.body) > shared.config.max_batch_bytes =>
+                {
+                    carried = Some(Request::Append(req));
+                    break;
+                }
                 Some(Request::Append(req)) => {
-                    bytes += req.body.len();
+                    bytes += framed(&req.body);
                     batch.push(req);
                 }
                 Some(follow) => {

@@ -184,3 +184,32 @@ fn a_part_the_shared_log_refuses_is_not_written_locally() {
         Err(Error::SpaceNotFound(_))
     ));
 }
+
+#[test]
+fn each_group_commit_fits_the_batch_limit_so_it_fits_one_shared_log_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Arc::new(Shared::default());
+    shared.owner.store(true, Ordering::SeqCst);
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.index_threads = 1;
+    cfg.log.max_batch_bytes = 8192;
+    let hooks = ClusterHooks {
+        replicator: Arc::clone(&shared) as Arc<dyn Replicator>,
+        catalog: Arc::clone(&shared) as Arc<dyn SharedCatalog>,
+    };
+    let a = Engine::open_clustered(cfg, hooks).unwrap();
+    a.create_space("s", SpaceConfig::new(4)).unwrap();
+    let tickets: Vec<_> = (0..200)
+        .map(|i| {
+            let mut o = obs(i);
+            o.content = "x".repeat(1000);
+            a.observe("s", o).unwrap()
+        })
+        .collect();
+    for t in tickets {
+        t.wait().unwrap();
+    }
+    let parts = shared.parts.lock();
+    assert!(parts.len() >= 200 * 1000 / 8192, "{} parts", parts.len());
+    assert!(parts.iter().all(|(_, f)| f.len() <= 8192), "a part over the limit");
+}
