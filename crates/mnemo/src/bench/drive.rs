@@ -53,6 +53,9 @@ pub(super) async fn drive(
         .await
         .with_context(|| format!("creating space '{space}'"))?
         .into_inner();
+    if let Some(other) = &args.probe_recall_addr {
+        wait_for_space(other, &target.security, &space).await?;
+    }
 
     let live = Arc::new(Live::default());
     let view = Arc::new(Mutex::new(ServerView::default()));
@@ -394,4 +397,30 @@ fn show(bar: &ProgressBar, live: &Live, view: &Mutex<ServerView>, started: Insta
         live.rejected.load(Ordering::Relaxed),
         live.recalls.load(Ordering::Relaxed),
     ));
+}
+
+/// Waits until the node at `addr` knows `space` (a space created on one node of a
+/// cluster reaches the others through the shared catalog), up to 30 s.
+async fn wait_for_space(
+    addr: &str,
+    security: &crate::cmd::conn::Security,
+    space: &str,
+) -> anyhow::Result<()> {
+    let node = Conn {
+        addr: addr.to_string(),
+        security: security.clone(),
+    }
+    .connect()
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if node.list_spaces().await?.iter().any(|s| s.name == space) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{addr} does not know space '{space}' 30 s after it was created"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
