@@ -291,3 +291,6 @@ async fn bucket(
     .await
     .map_err(|e| nats(&format!("creating bucket {name}"), e))
 }
+
+#[cfg(test)]
+mod tests;

@@ -189,4 +189,4 @@ impl Replicator for Hooks {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

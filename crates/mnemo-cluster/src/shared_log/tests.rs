@@ -28,7 +28,7 @@ impl Drop for Server {
 }
 
 /// A fresh nats-server with JetStream on a free port, and its URL.
-fn nats_server() -> Option<(impl Drop, String)> {
+pub(crate) fn nats_server() -> Option<(impl Drop, String)> {
     let bin = std::env::var_os("MNEMO_NATS_SERVER")
         .map(PathBuf::from)
         .or_else(|| {

@@ -211,5 +211,8 @@ fn each_group_commit_fits_the_batch_limit_so_it_fits_one_shared_log_message() {
     }
     let parts = shared.parts.lock();
     assert!(parts.len() >= 200 * 1000 / 8192, "{} parts", parts.len());
-    assert!(parts.iter().all(|(_, f)| f.len() <= 8192), "a part over the limit");
+    assert!(
+        parts.iter().all(|(_, f)| f.len() <= 8192),
+        "a part over the limit"
+    );
 }
