@@ -18,7 +18,8 @@ import pytest
 from conftest import free_port, mnemo_binary
 
 import mnemo
-from mnemo import AsyncMnemo, Mnemo, MnemoError
+from mnemo import AsyncMnemo, Mnemo, MnemoError, _requests
+from mnemo.v1 import mnemo_pb2 as pb
 
 DIM = 8
 
@@ -108,8 +109,10 @@ def owner_and_other(nodes: list[Node]) -> tuple[Node, Node]:
     while True:
         for i, n in enumerate(nodes):
             with Mnemo(n.address) as m:
+                probe = _requests.observation("probe", np.ones(DIM, dtype=np.float32))
                 try:
-                    m.remember("s", "probe", np.ones(DIM, dtype=np.float32))
+                    # Straight to this node: a write the client would not redirect.
+                    m._call(m._stub.Remember, pb.RememberRequest(space="s", observation=probe))
                     return n, nodes[1 - i]
                 except MnemoError:
                     pass
@@ -135,21 +138,28 @@ async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> N
     v = np.random.default_rng(3).standard_normal((400, DIM)).astype(np.float32)
 
     with Mnemo(other.address) as m:
-        # A plain write to the other node names the owner.
+        # The other node refuses a write and names the owner; the client's writes
+        # follow it.
         with pytest.raises(mnemo.Unavailable) as refused:
-            m.remember("s", "direct", v[0])
+            probe = _requests.observation("refused", v[0])
+            m._call(m._stub.Remember, pb.RememberRequest(space="s", observation=probe))
         assert refused.value.owner == f"http://{owner.address}"
+        assert m.remember("s", "direct", v[0]).lsn == 2
+        assert m.forget("s", ids=[m.remember("s", "gone", v[1]).memory_id]).count == 1
         with m.session("s", "sync-feed") as s:
             s.observe_many(v[:200], [f"sync {i}" for i in range(200)])
             assert s.close() == 200
             assert s.accepted == 200
 
-    async with AsyncMnemo(other.address) as am, am.session("s", "async-feed") as s2:
-        await s2.observe_many(v[200:], [f"async {i}" for i in range(200)])
-        await s2.flush()
-        assert s2.accepted == 200
+    async with AsyncMnemo(other.address) as am:
+        assert (await am.remember("s", "async direct", v[2])).lsn == 205
+        async with am.session("s", "async-feed") as s2:
+            await s2.observe_many(v[200:], [f"async {i}" for i in range(200)])
+            await s2.flush()
+            assert s2.accepted == 200
 
-    total = 1 + 400  # the probe, and both sessions
+    # The probe, two remembers, a forget, a remember, and both sessions.
+    total = 5 + 400
     wait_for(lambda: committed(owner) == total and committed(other) == total)
     with Mnemo(other.address) as m:
         hits = m.recall("s", v[250], k=1)

@@ -93,7 +93,11 @@ impl Client {
             space: space.into(),
             observation: Some(observation),
         };
-        Ok(self.stub().remember(req).await?.into_inner())
+        self.on_owner(|mut stub| {
+            let req = req.clone();
+            async move { stub.remember(req).await.map(tonic::Response::into_inner) }
+        })
+        .await
     }
 
     /// One recall, answered in a single message.
@@ -135,7 +139,33 @@ impl Client {
     /// Forgets the memories `req` selects (ids, session and filter together: their
     /// intersection); returns how many and the forget's LSN.
     pub async fn forget(&self, req: pb::ForgetRequest) -> Result<pb::ForgetResponse> {
-        Ok(self.stub().forget(req).await?.into_inner())
+        self.on_owner(|mut stub| {
+            let req = req.clone();
+            async move { stub.forget(req).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// Runs a write here or, in the distributed mode, on the node a refusal names
+    /// as the space's owner (a node that does not own the space writes nothing, so
+    /// sending the call there is safe), following at most a few such redirects.
+    async fn on_owner<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Stub) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        const MAX_REDIRECTS: usize = 3;
+        let mut stub = self.stub();
+        for _ in 0..MAX_REDIRECTS {
+            match call(stub).await {
+                Ok(v) => return Ok(v),
+                Err(st) => match crate::error::owner_of(&st) {
+                    Some(owner) => stub = self.connect_to(&owner).await?.stub(),
+                    None => return Err(st.into()),
+                },
+            }
+        }
+        Ok(call(stub).await?)
     }
 
     /// Purges and compacts a space now (needs the admin right).

@@ -752,6 +752,18 @@ async fn three_nodes_keep_every_ack_through_owner_kills_pauses_and_a_nats_restar
             "{space}: the restored node's export differs"
         );
     }
+
+    // 6. Unary writes sent to any node reach the owner (the client follows the
+    //    redirect of a node that does not write the space).
+    let mut lsn = expected[0];
+    for (addr, _) in &addrs {
+        let c = Client::connect(ConnectOptions::new(addr.clone()))
+            .await
+            .unwrap();
+        let r = c.remember(SPACES[0], observation(8, lsn)).await.unwrap();
+        lsn += 1;
+        assert_eq!(r.lsn, lsn, "remember through {addr}");
+    }
 }
 
 /// 100 more observations, for a session after the restore.

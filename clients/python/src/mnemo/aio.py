@@ -57,6 +57,8 @@ class AsyncMnemo:
         )
         self._channel = self._conn.aio_channel()
         self._stub = mnemo_pb2_grpc.MnemoStub(self._channel)  # type: ignore[no-untyped-call]
+        # Distributed mode: channels to the nodes that own spaces this client wrote to.
+        self._owners: dict[str, tuple[grpc.aio.Channel, Any]] = {}
         self.timeout = timeout
         self.spaces = AsyncSpaces(self)
 
@@ -68,6 +70,25 @@ class AsyncMnemo:
 
     async def close(self) -> None:
         await self._channel.close(None)
+        for channel, _ in self._owners.values():
+            await channel.close(None)
+
+    async def _write(self, name: str, request: Any) -> Any:
+        """A write here or, in the distributed mode, on the node a refusal names as the
+        space's owner (a node that does not own the space writes nothing, so sending
+        the call there is safe)."""
+        stub = self._stub
+        for _ in range(_MAX_REDIRECTS):
+            try:
+                return await self._call(getattr(stub, name), request)
+            except Unavailable as e:
+                if not e.owner:
+                    raise
+                if e.owner not in self._owners:
+                    channel = self._conn.to(e.owner).aio_channel()
+                    self._owners[e.owner] = (channel, mnemo_pb2_grpc.MnemoStub(channel))  # type: ignore[no-untyped-call]
+                stub = self._owners[e.owner][1]
+        return await self._call(getattr(stub, name), request)
 
     async def __aenter__(self) -> AsyncMnemo:
         return self
@@ -99,7 +120,7 @@ class AsyncMnemo:
             id=id,
             supersedes=supersedes,
         )
-        r = await self._call(self._stub.Remember, pb.RememberRequest(space=space, observation=o))
+        r = await self._write("Remember", pb.RememberRequest(space=space, observation=o))
         return Remembered(r.memory_id, r.lsn)
 
     def session(
@@ -132,7 +153,7 @@ class AsyncMnemo:
     ) -> Forgotten:
         """Forgets the memories selected (their intersection; at least one selector)."""
         req = _requests.forget(space, ids=ids, session_id=session_id, filter=filter)
-        r = await self._call(self._stub.Forget, req)
+        r = await self._write("Forget", req)
         return Forgotten(r.forgotten, r.lsn)
 
     async def compact(self, space: str, timeout: float = 600.0) -> pb.CompactResponse:

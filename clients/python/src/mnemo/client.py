@@ -10,7 +10,7 @@ import grpc
 
 from . import _requests, _vectors
 from ._channel import Connection, PathLike
-from .errors import from_rpc_error
+from .errors import Unavailable, from_rpc_error
 from .session import Session
 from .types import (
     Ack,
@@ -30,6 +30,8 @@ from .v1 import mnemo_pb2_grpc
 T = TypeVar("T")
 
 DEFAULT_ADDRESS = "127.0.0.1:7400"
+#: Redirects a write follows (distributed mode: to the owner of the space).
+_MAX_REDIRECTS = 3
 
 
 class Mnemo:
@@ -60,6 +62,8 @@ class Mnemo:
         )
         self._channel = self._conn.channel()
         self._stub = mnemo_pb2_grpc.MnemoStub(self._channel)  # type: ignore[no-untyped-call]
+        # Distributed mode: channels to the nodes that own spaces this client wrote to.
+        self._owners: dict[str, tuple[grpc.Channel, Any]] = {}
         # Observe with requests already serialised (sessions frame batches themselves).
         self._observe_raw = self._channel.stream_stream(
             "/mnemo.v1.Mnemo/Observe",
@@ -79,6 +83,25 @@ class Mnemo:
     def close(self) -> None:
         """Closes the connection."""
         self._channel.close()
+        for channel, _ in self._owners.values():
+            channel.close()
+
+    def _write(self, name: str, request: Any) -> Any:
+        """A write here or, in the distributed mode, on the node a refusal names as the
+        space's owner (a node that does not own the space writes nothing, so sending
+        the call there is safe)."""
+        stub = self._stub
+        for _ in range(_MAX_REDIRECTS):
+            try:
+                return self._call(getattr(stub, name), request)
+            except Unavailable as e:
+                if not e.owner:
+                    raise
+                if e.owner not in self._owners:
+                    channel = self._conn.to(e.owner).channel()
+                    self._owners[e.owner] = (channel, mnemo_pb2_grpc.MnemoStub(channel))  # type: ignore[no-untyped-call]
+                stub = self._owners[e.owner][1]
+        return self._call(getattr(stub, name), request)
 
     def __enter__(self) -> Mnemo:
         return self
@@ -112,7 +135,7 @@ class Mnemo:
             id=id,
             supersedes=supersedes,
         )
-        r = self._call(self._stub.Remember, pb.RememberRequest(space=space, observation=o))
+        r = self._write("Remember", pb.RememberRequest(space=space, observation=o))
         return Remembered(r.memory_id, r.lsn)
 
     def session(
@@ -152,7 +175,7 @@ class Mnemo:
     ) -> Forgotten:
         """Forgets the memories selected (ids, session and filter together: their
         intersection; at least one is required)."""
-        r = self._call(self._stub.Forget, _requests.forget(space, ids=ids, session_id=session_id, filter=filter))
+        r = self._write("Forget", _requests.forget(space, ids=ids, session_id=session_id, filter=filter))
         return Forgotten(r.forgotten, r.lsn)
 
     def compact(self, space: str, timeout: float = 600.0) -> pb.CompactResponse:
