@@ -206,13 +206,14 @@ pub(crate) async fn connect(
     config: ClusterConfig,
     handle: tokio::runtime::Handle,
 ) -> Result<Node, ClusterError> {
+    // Not retried at start: a node that cannot reach NATS says so and exits (a
+    // service manager restarts it); once connected, the client reconnects itself.
     let client = async_nats::ConnectOptions::new()
         .name(format!("mnemo-{}", config.node_id))
-        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .connect(config.nats.as_str())
         .await
-        .map_err(|e| nats("connecting", e))?;
+        .map_err(|e| nats(&format!("connecting to {}", config.nats), e))?;
     let js = jetstream::new(client);
     let prefix = &config.prefix;
     let catalog_kv = bucket(
