@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use super::open::{build_space, space_dir};
 use super::{Engine, Inner};
 use crate::config::EngineConfig;
-use crate::error::{Error, IoContext, Result};
-use crate::index::hnsw::Hnsw;
+use crate::error::{Error, Result};
 use crate::io::StdFs;
 use crate::log::{Log, Replicator, SharedCatalog};
 use crate::types::{Lsn, SpaceInfo, SpaceNo};
@@ -76,27 +74,7 @@ impl Engine {
         }
         let mut next = catalog.clone();
         next.next_no = next.next_no.max(info.no.0 + 1);
-        let inner = &self.inner;
-        let dir = space_dir(&inner.config.data_dir, info.no);
-        inner.fs.create_dir_all(&dir).at(&dir)?;
-        let hnsw = Hnsw::new(&info.config, inner.config.index_shards())?;
-        let space = build_space(
-            &inner.fs,
-            &inner.config,
-            &inner.registry,
-            info.clone(),
-            hnsw,
-            0,
-        );
-        next.spaces.push(info.clone());
-        next.save(inner.fs.as_ref(), &inner.config.data_dir)?;
-        *catalog = next;
-        inner
-            .registry
-            .by_no
-            .write()
-            .insert(info.no, Arc::new(space));
-        inner.log.register_space(info.no);
+        self.install_space(&mut catalog, next, &info)?;
         Ok(true)
     }
 

@@ -9,6 +9,7 @@ use super::open::{build_space, space_dir};
 use crate::error::{Error, IoContext, Result};
 use crate::index::hnsw::Hnsw;
 use crate::log::Log;
+use crate::space::catalog::Catalog;
 
 use crate::types::{SpaceConfig, SpaceInfo, SpaceStats, now_us, validate_space_name};
 
@@ -28,15 +29,27 @@ impl Engine {
             return Err(Error::SpaceExists(name.to_string()));
         }
         let mut next = catalog.clone();
-        let no = next.allocate();
         let info = SpaceInfo {
             name: name.to_string(),
-            no,
+            no: next.allocate(),
             config,
             created_at_us: now_us(),
         };
+        self.install_space(&mut catalog, next, &info)?;
+        Ok(info)
+    }
+
+    /// Makes `info` a live space: its directory, its (empty) state, then `next` (the
+    /// catalog with `info`'s number allocated) saved and installed, then the registry
+    /// and the log.
+    pub(super) fn install_space(
+        &self,
+        catalog: &mut Catalog,
+        mut next: Catalog,
+        info: &SpaceInfo,
+    ) -> Result<()> {
         let inner = &self.inner;
-        let dir = space_dir(&inner.config.data_dir, no);
+        let dir = space_dir(&inner.config.data_dir, info.no);
         inner.fs.create_dir_all(&dir).at(&dir)?;
         let hnsw = Hnsw::new(&info.config, inner.config.index_shards())?;
         let space = build_space(
@@ -50,13 +63,13 @@ impl Engine {
         next.spaces.push(info.clone());
         next.save(inner.fs.as_ref(), &inner.config.data_dir)?;
         *catalog = next;
-        self.inner
+        inner
             .registry
             .by_no
             .write()
-            .insert(no, Arc::new(space));
-        self.inner.log.register_space(no);
-        Ok(info)
+            .insert(info.no, Arc::new(space));
+        inner.log.register_space(info.no);
+        Ok(())
     }
 
     /// All live spaces, in creation order.
