@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,13 +35,8 @@ const LEASE_TTL_MS: u64 = 2_000;
 const PER_SESSION: u64 = 5_000;
 const INTERVAL: Duration = Duration::from_millis(4);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{KillOnDrop as Proc, free_port};
 
 fn nats_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MNEMO_NATS_SERVER") {
@@ -50,22 +45,6 @@ fn nats_binary() -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join("nats-server"))
         .find(|p| p.is_file())
-}
-
-/// A child process, killed when dropped so a failing test leaves nothing behind.
-struct Proc(Child);
-
-impl Proc {
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn signal(p: &Proc, sig: &str) {

@@ -14,7 +14,7 @@ use mnemo_client::pb::mnemo_client::MnemoClient;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,23 +26,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_mnemo");
 const DIM: usize = 16;
 const SPACE: &str = "crash";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The server child; killed when dropped, so a failing test leaves no process behind.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{KillOnDrop as Server, free_port};
 
 fn start(dir: &Path, port: u16) -> Server {
     Server(
