@@ -69,24 +69,9 @@ impl ClusterConfig {
                 self.prefix
             ));
         }
-        if !(1..=256).contains(&self.partitions) {
-            return Err(format!(
-                "cluster.partitions must be in 1..=256, got {}",
-                self.partitions
-            ));
-        }
-        if !(500..=60_000).contains(&self.lease_ttl_ms) {
-            return Err(format!(
-                "cluster.lease_ttl_ms must be in 500..=60000, got {}",
-                self.lease_ttl_ms
-            ));
-        }
-        if !(1..=5).contains(&self.replicas) {
-            return Err(format!(
-                "cluster.replicas must be in 1..=5, got {}",
-                self.replicas
-            ));
-        }
+        within("cluster.partitions", self.partitions.into(), 1, 256)?;
+        within("cluster.lease_ttl_ms", self.lease_ttl_ms, 500, 60_000)?;
+        within("cluster.replicas", self.replicas as u64, 1, 5)?;
         if !(self.advertise.starts_with("http://") || self.advertise.starts_with("https://")) {
             return Err(format!(
                 "cluster.advertise must be the URL clients reach this node at (http://host:port), got {:?}",
@@ -94,6 +79,15 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `Ok` if `value` is in `lo..=hi`; else the error naming `field`.
+pub(crate) fn within(field: &str, value: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{field} must be in {lo}..={hi}, got {value}"))
     }
 }
 

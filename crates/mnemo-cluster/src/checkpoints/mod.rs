@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::config::within;
 use crate::error::ClusterError;
 
 /// `[checkpoints]` in `mnemo.toml`. Credentials come from the environment the
@@ -74,18 +75,13 @@ impl CheckpointConfig {
                 self.url
             ));
         }
-        if !(1..=86_400).contains(&self.interval_s) {
-            return Err(format!(
-                "checkpoints.interval_s must be in 1..=86400, got {}",
-                self.interval_s
-            ));
-        }
-        if !((1 << 20)..=(1 << 30)).contains(&self.object_bytes) {
-            return Err(format!(
-                "checkpoints.object_bytes must be in 1048576..=1073741824, got {}",
-                self.object_bytes
-            ));
-        }
+        within("checkpoints.interval_s", self.interval_s, 1, 86_400)?;
+        within(
+            "checkpoints.object_bytes",
+            self.object_bytes,
+            1 << 20,
+            1 << 30,
+        )?;
         Ok(())
     }
 }
