@@ -112,7 +112,11 @@ pub(crate) async fn follow(node: Arc<Node>, engine: Arc<Engine>, p: usize) {
                         break;
                     }
                 }
-                part.applied.fetch_max(last, Ordering::AcqRel);
+                let applied = part.applied.fetch_max(last, Ordering::AcqRel).max(last);
+                let label = p.to_string();
+                metrics::counter!(crate::metrics::FOLLOWED, "partition" => label.clone())
+                    .increment(1);
+                metrics::gauge!(crate::metrics::APPLIED, "partition" => label).set(applied as f64);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

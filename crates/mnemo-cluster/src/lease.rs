@@ -96,6 +96,7 @@ fn set_owner(node: &Node, p: usize, lease_until: Instant, revision: u64) {
         lease_until,
         revision,
     };
+    crate::metrics::owner(p, true);
 }
 
 /// Waits until every message of partition `p` present now is applied here, so

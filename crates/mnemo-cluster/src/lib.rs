@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod follower;
 mod lease;
+mod metrics;
 mod node;
 mod shared_log;
 

@@ -62,6 +62,7 @@ impl Node {
                 held.push((p, revision));
             }
             *role = Role::Follower { owner: None };
+            crate::metrics::owner(p, false);
         }
         for (p, revision) in held {
             // Only if still ours: a newer revision means another node has it.

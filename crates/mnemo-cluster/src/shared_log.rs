@@ -56,7 +56,16 @@ impl Node {
                 "stepping down as the partition's writer"
             );
             *role = Role::Follower { owner: None };
+            crate::metrics::owner(p, false);
+            metrics::counter!(crate::metrics::STEP_DOWNS, "partition" => p.to_string())
+                .increment(1);
         }
+    }
+
+    fn published(&self, p: usize, seq: u64) {
+        let label = p.to_string();
+        metrics::counter!(crate::metrics::APPENDS, "partition" => label.clone()).increment(1);
+        metrics::gauge!(crate::metrics::APPLIED, "partition" => label).set(seq as f64);
     }
 
     /// Appends `frames` to partition `p` after the last message applied here.
@@ -81,6 +90,7 @@ impl Node {
             match outcome {
                 Ok(ack) if ack.sequence == expected + 1 => {
                     part.applied.fetch_max(ack.sequence, Ordering::AcqRel);
+                    self.published(p, ack.sequence);
                     return Ok(());
                 }
                 Ok(ack) => {
@@ -139,6 +149,7 @@ impl Node {
                         .is_some_and(|v| v.as_str() == id);
                     if ours {
                         part.applied.fetch_max(expected + 1, Ordering::AcqRel);
+                        self.published(p, expected + 1);
                         return Ok(());
                     }
                     self.step_down(p, "fenced: another writer appended first");

@@ -118,6 +118,7 @@ async fn checkpoint_space(
         "checkpoint written to object storage"
     );
     ck.newest.lock().insert(space.0, next.clone());
+    metrics::counter!(crate::metrics::CHECKPOINTS, "kind" => "written").increment(1);
     Ok(next)
 }
 
