@@ -84,8 +84,14 @@ class Node:
                     time.sleep(0.05)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no lease released."""
+        self.proc.kill()
+        self.proc.wait()
 
 
 @pytest.fixture
@@ -164,3 +170,31 @@ async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> N
     with Mnemo(other.address) as m:
         hits = m.recall("s", v[250], k=1)
         assert hits[0].content == "async 50"
+
+
+def test_a_session_goes_on_through_a_peer_when_its_node_dies(nodes: list[Node]) -> None:
+    with Mnemo(nodes[0].address) as m:
+        m.spaces.create("s", DIM)
+
+    def adopted() -> bool:
+        with Mnemo(nodes[1].address) as other:
+            return [s.name for s in other.spaces.list()] == ["s"]
+
+    wait_for(adopted)
+    owner, other = owner_and_other(nodes)
+    v = np.random.default_rng(5).standard_normal((300, DIM)).astype(np.float32)
+    # The client knows the owner first and the other node as a peer.
+    with Mnemo(owner.address, peers=[other.address]) as m, m.session("s", "feed") as s:
+        s.observe_many(v[:150], [f"m{i}" for i in range(150)])
+        s.flush()
+        owner.kill()
+        # The other node takes the partition over once the lease expires; the
+        # session resumes there and goes on.
+        s.observe_many(v[150:], [f"m{i}" for i in range(150, 300)])
+        assert s.close() == 300
+        assert s.reconnects >= 1
+    # The probe and the 300, each once.
+    wait_for(lambda: committed(other) == 301)
+    with Mnemo(other.address) as m:
+        contents = [x.content for x in m.export("s")]
+        assert sorted(contents) == sorted(["probe"] + [f"m{i}" for i in range(300)])

@@ -51,10 +51,14 @@ class AsyncMnemo:
         tls_key: Optional[PathLike] = None,
         tls_domain: Optional[str] = None,
         timeout: float = 30.0,
+        peers: Sequence[str] = (),
     ) -> None:
         self._conn = Connection.make(
             address, api_key=api_key, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, tls_domain=tls_domain
         )
+        #: Other nodes of the same cluster (distributed mode), tried in turn by a
+        #: session whose node went away without naming another.
+        self.peers = tuple(peers)
         self._channel = self._conn.aio_channel()
         self._stub = mnemo_pb2_grpc.MnemoStub(self._channel)  # type: ignore[no-untyped-call]
         # Distributed mode: channels to the nodes that own spaces this client wrote to.
@@ -72,6 +76,12 @@ class AsyncMnemo:
         await self._channel.close(None)
         for channel, _ in self._owners.values():
             await channel.close(None)
+
+    def _next_node(self, node: Optional[str]) -> Optional[str]:
+        """Where a session tries next after ``node`` failed (``None``: this client's
+        own address): the next of this address and ``peers``, in turn."""
+        nodes: list[Optional[str]] = [None, *self.peers]
+        return nodes[(nodes.index(node) + 1) % len(nodes)] if node in nodes else None
 
     async def _write(self, name: str, request: Any) -> Any:
         """A write here or, in the distributed mode, on the node a refusal names as the
@@ -472,8 +482,8 @@ class AsyncSession(SessionCore[pb.Observation]):
             if isinstance(err, Unavailable) and err.owner and redirects < _MAX_REDIRECTS:
                 self._node = err.owner
                 return await self._open(resume_only, redirects + 1)
-            # The node that wrote it may be gone: the next try asks the client's node.
-            self._node = None
+            # The node may be gone: the next try goes to the next of the client's nodes.
+            self._node = self._client._next_node(self._node)
             raise err from None
         if first is grpc.aio.EOF or first.WhichOneof("kind") != "init_ack":  # type: ignore[attr-defined]
             call.cancel()

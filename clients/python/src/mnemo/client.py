@@ -56,10 +56,14 @@ class Mnemo:
         tls_key: Optional[PathLike] = None,
         tls_domain: Optional[str] = None,
         timeout: float = 30.0,
+        peers: Sequence[str] = (),
     ) -> None:
         self._conn = Connection.make(
             address, api_key=api_key, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, tls_domain=tls_domain
         )
+        #: Other nodes of the same cluster (distributed mode), tried in turn by a
+        #: session whose node went away without naming another.
+        self.peers = tuple(peers)
         self._channel = self._conn.channel()
         self._stub = mnemo_pb2_grpc.MnemoStub(self._channel)  # type: ignore[no-untyped-call]
         # Distributed mode: channels to the nodes that own spaces this client wrote to.
@@ -85,6 +89,12 @@ class Mnemo:
         self._channel.close()
         for channel, _ in self._owners.values():
             channel.close()
+
+    def _next_node(self, node: Optional[str]) -> Optional[str]:
+        """Where a session tries next after ``node`` failed (``None``: this client's
+        own address): the next of this address and ``peers``, in turn."""
+        nodes: list[Optional[str]] = [None, *self.peers]
+        return nodes[(nodes.index(node) + 1) % len(nodes)] if node in nodes else None
 
     def _write(self, name: str, request: Any) -> Any:
         """A write here or, in the distributed mode, on the node a refusal names as the

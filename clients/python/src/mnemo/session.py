@@ -288,8 +288,8 @@ class Session(SessionCore[bytes]):
             if isinstance(err, Unavailable) and err.owner and redirects < _MAX_REDIRECTS:
                 self._node = err.owner
                 return self._open(resume_only, redirects + 1)
-            # The node that wrote it may be gone: the next try asks the client's node.
-            self._node = None
+            # The node may be gone: the next try goes to the next of the client's nodes.
+            self._node = self._client._next_node(self._node)
             raise err from None
         except StopIteration:
             reqs.put(None)
