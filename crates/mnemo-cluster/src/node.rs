@@ -209,12 +209,11 @@ pub(crate) async fn connect(
 ) -> Result<Node, ClusterError> {
     // Not retried at start: a node that cannot reach NATS says so and exits (a
     // service manager restarts it); once connected, the client reconnects itself.
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("mnemo-{}", config.node_id))
-        .connection_timeout(Duration::from_secs(5))
+    let (options, shown) = nats_options(&config)?;
+    let client = options
         .connect(config.nats.as_str())
         .await
-        .map_err(|e| nats(&format!("connecting to {}", config.nats), e))?;
+        .map_err(|e| nats(&format!("connecting to {shown}"), e))?;
     let js = jetstream::new(client);
     let prefix = &config.prefix;
     let catalog_kv = bucket(
@@ -270,6 +269,37 @@ pub(crate) async fn connect(
         handle,
         checkpoints: None,
     })
+}
+
+/// The connection options for `config.nats`, with the credentials its URLs carry
+/// (`nats://user:password@host`, or `nats://token@host`), and the URLs as they may be
+/// shown (credentials masked).
+fn nats_options(
+    config: &ClusterConfig,
+) -> Result<(async_nats::ConnectOptions, String), ClusterError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("mnemo-{}", config.node_id))
+        .connection_timeout(Duration::from_secs(5));
+    let mut shown = Vec::new();
+    for url in config.nats.split(',').map(str::trim) {
+        let addr: async_nats::ServerAddr = url
+            .parse()
+            .map_err(|e| ClusterError::Config(format!("cluster.nats: {e}")))?;
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.to_string(), password.to_string());
+            }
+            (Some(token), None) => options = options.token(token.to_string()),
+            _ => {}
+        }
+        shown.push(format!(
+            "{}://{}:{}",
+            addr.scheme(),
+            addr.host(),
+            addr.port()
+        ));
+    }
+    Ok((options, shown.join(",")))
 }
 
 async fn bucket(

@@ -14,7 +14,7 @@ use super::Cluster;
 use crate::checkpoints::CheckpointConfig;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
-use crate::shared_log::tests::nats_server;
+use crate::shared_log::tests::{nats_server, nats_server_with};
 
 fn config(id: &str, url: &str, partitions: u32) -> ClusterConfig {
     ClusterConfig {
@@ -110,4 +110,31 @@ fn spaces_created_and_dropped_anywhere_reach_every_node() {
         "{refused:?}"
     );
     drop((ca, cb));
+}
+
+#[test]
+fn credentials_in_the_url_are_used_and_never_shown() {
+    let Some((_server, url)) =
+        nats_server_with("authorization { user: mnemo, password: s3cret-pass }")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let with = |password: &str, id: &str| {
+        let url = url.replace("nats://", &format!("nats://mnemo:{password}@"));
+        let mut c = config(id, &url, 2);
+        c.nats = url;
+        Cluster::open(
+            c,
+            &CheckpointConfig::default(),
+            EngineConfig::new(dir.path().join(id)),
+        )
+    };
+    assert!(
+        with("s3cret-pass", "a").is_ok(),
+        "the URL's credentials are sent"
+    );
+    let e = with("wrong-pass", "b").unwrap_err().to_string();
+    assert!(e.contains("authorization"), "{e}");
+    assert!(!e.contains("wrong-pass"), "the password is shown: {e}");
 }

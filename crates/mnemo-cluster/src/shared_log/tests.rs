@@ -29,6 +29,11 @@ impl Drop for Server {
 
 /// A fresh nats-server with JetStream on a free port, and its URL.
 pub(crate) fn nats_server() -> Option<(impl Drop, String)> {
+    nats_server_with("")
+}
+
+/// [`nats_server`] with `extra` added to its configuration.
+pub(crate) fn nats_server_with(extra: &str) -> Option<(impl Drop, String)> {
     let bin = std::env::var_os("MNEMO_NATS_SERVER")
         .map(PathBuf::from)
         .or_else(|| {
@@ -54,7 +59,7 @@ pub(crate) fn nats_server() -> Option<(impl Drop, String)> {
     std::fs::write(
         &conf,
         format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", sync_interval: always }}\n{extra}\n",
             dir.path().join("js").display()
         ),
     )
