@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,4 +105,9 @@ def test_an_invalid_observation_is_never_retried(client: Mnemo) -> None:
         s.observe("wrong dimension", rows(1)[0][:3])
         s.flush(timeout=30)
     assert e.value.sequence == 2
+    # The refusal of 2 can come back before 1 is durable (it waits for its commit,
+    # the refusal does not): 1 commits all the same.
+    deadline = time.monotonic() + 10
+    while not list(client.export("i")) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert [m.content for m in client.export("i")] == ["fine"]
