@@ -178,6 +178,10 @@ pub(crate) async fn watch(node: Arc<Node>, engine: Arc<Engine>) {
     loop {
         match node.catalog.kv.watch_all().await {
             Ok(mut changes) => {
+                // What changed before the watch began is not delivered by it.
+                if let Err(e) = node.catalog.sync(&engine).await {
+                    tracing::warn!(error = %e, "reading the catalog");
+                }
                 while let Some(change) = changes.next().await {
                     if change.is_err() {
                         break;

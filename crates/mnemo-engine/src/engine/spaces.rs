@@ -100,6 +100,8 @@ impl Engine {
         if let Some(shared) = self.inner.shared_catalog() {
             self.inner.registry.by_name(name)?;
             shared.drop_space(name)?;
+            // The node's catalog watch may have dropped it here already.
+            return self.drop_adopted(name);
         }
         self.drop_local(name)
     }
