@@ -126,12 +126,9 @@ def owner_and_other(nodes: list[Node]) -> tuple[Node, Node]:
         time.sleep(0.1)
 
 
-def committed(node: Node) -> int:
-    with Mnemo(node.address) as m:
-        return m.spaces.describe("s")[1].committed_lsn
-
-
-async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> None:
+def space_on_both(nodes: list[Node]) -> tuple[Node, Node]:
+    """Creates space ``s`` on the first node, waits until the second has it too, and
+    returns the partition's owner and the other node."""
     with Mnemo(nodes[0].address) as m:
         m.spaces.create("s", DIM)
 
@@ -140,7 +137,16 @@ async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> N
             return [s.name for s in other.spaces.list()] == ["s"]
 
     wait_for(adopted)
-    owner, other = owner_and_other(nodes)
+    return owner_and_other(nodes)
+
+
+def committed(node: Node) -> int:
+    with Mnemo(node.address) as m:
+        return m.spaces.describe("s")[1].committed_lsn
+
+
+async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> None:
+    owner, other = space_on_both(nodes)
     v = np.random.default_rng(3).standard_normal((400, DIM)).astype(np.float32)
 
     with Mnemo(other.address) as m:
@@ -173,15 +179,7 @@ async def test_sessions_follow_the_redirect_to_the_owner(nodes: list[Node]) -> N
 
 
 def test_a_session_goes_on_through_a_peer_when_its_node_dies(nodes: list[Node]) -> None:
-    with Mnemo(nodes[0].address) as m:
-        m.spaces.create("s", DIM)
-
-    def adopted() -> bool:
-        with Mnemo(nodes[1].address) as other:
-            return [s.name for s in other.spaces.list()] == ["s"]
-
-    wait_for(adopted)
-    owner, other = owner_and_other(nodes)
+    owner, other = space_on_both(nodes)
     v = np.random.default_rng(5).standard_normal((300, DIM)).astype(np.float32)
     # The client knows the owner first and the other node as a peer.
     with Mnemo(owner.address, peers=[other.address]) as m, m.session("s", "feed") as s:
