@@ -132,19 +132,7 @@ async fn start_position(
     restore: bool,
 ) -> Result<(), String> {
     let part = &node.partitions[p];
-    let first = {
-        let mut stream = node
-            .js
-            .get_stream(&part.stream)
-            .await
-            .map_err(|e| e.to_string())?;
-        stream
-            .info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .first_sequence
-    };
+    let first = node.stream_state(p).await?.first_sequence;
     let applied = part.applied.load(Ordering::Acquire);
     let trimmed_past = applied + 1 < first;
     if let Some(ck) = &node.checkpoints
@@ -164,14 +152,9 @@ async fn start_position(
 
 /// True if partition `p`'s stream holds messages not applied here.
 async fn behind(node: &Node, p: usize) -> bool {
-    let part = &node.partitions[p];
-    match node.js.get_stream(&part.stream).await {
-        Ok(mut s) => match s.info().await {
-            Ok(info) => info.state.last_sequence > part.applied.load(Ordering::Acquire),
-            Err(_) => false,
-        },
-        Err(_) => false,
-    }
+    node.stream_state(p)
+        .await
+        .is_ok_and(|s| s.last_sequence > node.partitions[p].applied.load(Ordering::Acquire))
 }
 
 /// What became of frames handed to the engine.

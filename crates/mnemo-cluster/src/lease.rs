@@ -105,13 +105,10 @@ fn set_owner(node: &Node, p: usize, lease_until: Instant, revision: u64) {
 async fn catch_up(node: &Node, p: usize, limit: Duration) -> bool {
     let part = &node.partitions[p];
     let deadline = Instant::now() + limit;
-    let last = match node.js.get_stream(&part.stream).await {
-        Ok(mut s) => match s.info().await {
-            Ok(info) => info.state.last_sequence,
-            Err(_) => return false,
-        },
-        Err(_) => return false,
+    let Ok(state) = node.stream_state(p).await else {
+        return false;
     };
+    let last = state.last_sequence;
     while part.applied.load(Ordering::Acquire) < last {
         if Instant::now() >= deadline {
             tracing::warn!(

@@ -77,6 +77,25 @@ impl Node {
         }
     }
 
+    /// The spaces of partition `p` known here.
+    pub(crate) fn spaces_of(&self, engine: &Engine, p: usize) -> Vec<mnemo_engine::SpaceInfo> {
+        engine
+            .list_spaces()
+            .into_iter()
+            .filter(|s| self.catalog.partition_of(s.no) as usize == p)
+            .collect()
+    }
+
+    /// The state of partition `p`'s stream now (its first and last sequences).
+    pub(crate) async fn stream_state(&self, p: usize) -> Result<stream::State, String> {
+        let mut s = self
+            .js
+            .get_stream(&self.partitions[p].stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(s.info().await.map_err(|e| e.to_string())?.state.clone())
+    }
+
     pub(crate) fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.config.lease_ttl_ms)
     }

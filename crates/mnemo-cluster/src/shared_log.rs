@@ -62,7 +62,10 @@ impl Node {
         }
     }
 
+    /// This node's append landed at `seq` of partition `p`: it is the position the
+    /// next append follows.
     fn published(&self, p: usize, seq: u64) {
+        self.partitions[p].applied.fetch_max(seq, Ordering::AcqRel);
         let label = p.to_string();
         metrics::counter!(crate::metrics::APPENDS, "partition" => label.clone()).increment(1);
         metrics::gauge!(crate::metrics::APPLIED, "partition" => label).set(seq as f64);
@@ -89,7 +92,6 @@ impl Node {
             };
             match outcome {
                 Ok(ack) if ack.sequence == expected + 1 => {
-                    part.applied.fetch_max(ack.sequence, Ordering::AcqRel);
                     self.published(p, ack.sequence);
                     return Ok(());
                 }
@@ -148,7 +150,6 @@ impl Node {
                         .get("Nats-Msg-Id")
                         .is_some_and(|v| v.as_str() == id);
                     if ours {
-                        part.applied.fetch_max(expected + 1, Ordering::AcqRel);
                         self.published(p, expected + 1);
                         return Ok(());
                     }

@@ -19,10 +19,7 @@ pub(crate) async fn restore_partition(
     p: usize,
 ) -> CheckpointResult<u64> {
     let mut covered: Option<u64> = None;
-    for info in engine.list_spaces() {
-        if node.catalog.partition_of(info.no) as usize != p {
-            continue;
-        }
+    for info in node.spaces_of(engine, p) {
         let Some(manifest) = ck.read_newest(info.no.0).await? else {
             covered = Some(0);
             continue;

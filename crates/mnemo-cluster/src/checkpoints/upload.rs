@@ -43,10 +43,7 @@ async fn checkpoint_partition(
     // after this position: the trim stays below it.
     let floor = node.partitions[p].applied.load(Ordering::Acquire);
     let mut covered: Option<u64> = None;
-    for info in engine.list_spaces() {
-        if node.catalog.partition_of(info.no) as usize != p {
-            continue;
-        }
+    for info in node.spaces_of(engine, p) {
         let m = checkpoint_space(node, engine, ck, p, info.no).await?;
         covered = Some(covered.map_or(m.stream_seq, |c| c.min(m.stream_seq)));
     }

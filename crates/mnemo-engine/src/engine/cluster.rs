@@ -120,11 +120,6 @@ impl Engine {
     pub fn local_lsn(&self, space: SpaceNo) -> Lsn {
         self.inner.log.last_lsn(space).unwrap_or(0)
     }
-
-    /// The names of the spaces known here.
-    pub fn space_names(&self) -> Vec<String> {
-        self.list_spaces().into_iter().map(|s| s.name).collect()
-    }
 }
 
 impl Inner {
